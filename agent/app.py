@@ -1,0 +1,275 @@
+"""The daemon's lifecycle: build components from config, supervise them, stop cleanly.
+
+Start: outbox (open, writer task) -> hub subscribers -> readers (supervised)
+-> HTTP server -> READY=1. Stop (SIGTERM/SIGINT): STOPPING=1 -> readers
+stop -> HTTP stops -> the outbox writer drains what the hub queued and
+commits it -> checkpoint -> exit, all within `STOP_BUDGET_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agent import __version__
+from agent.config import Config, ReaderConfig, split_host_port
+from agent.errors import StorageError
+from agent.events import Event
+from agent.hub import Hub, Subscription
+from agent.outbox import Outbox
+from agent.readers import ReaderRunner
+from agent.sdnotify import Notifier, watchdog_interval_s
+from agent.supervisor import supervise
+from agent.web.app import make_app
+
+__all__ = ["STOP_BUDGET_S", "Agent"]
+
+log = logging.getLogger(__name__)
+
+# systemd's default TimeoutStopSec is 90 s, but a gateway on a UPS has seconds: stop within 5.
+STOP_BUDGET_S = 4.5
+# How often a one-line summary goes to the log (reads, events, outbox), so journald shows life.
+SUMMARY_EVERY_S = 60.0
+# Hand freed outbox pages back to the file system this often.
+VACUUM_EVERY_S = 300.0
+
+
+class Agent:
+    def __init__(self, config: Config, *, demo: bool = False, config_path: Path | None = None) -> None:
+        self.config = config
+        self.demo = demo
+        self.config_path = config_path
+        self.hub = Hub()
+        self.outbox = Outbox(
+            config.storage.path,
+            max_bytes=config.outbox.max_bytes,
+            commit_max=config.outbox.commit_max,
+            synchronous=config.storage.synchronous,
+        )
+        self.readers: dict[str, ReaderRunner] = {}
+        self.simulators: list[Any] = []
+        self.notifier = Notifier()
+        self.started_at = time.time()
+        self._t0 = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._outbox_sub: Subscription | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+        self.ready = asyncio.Event()
+        token = config.http.api_token
+        self.api_token = token.get_secret_value() if token is not None else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await self.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    async def start(self) -> None:
+        cfg = self.config
+        log.info("o2o-edge %s starting: store %s, gateway %s, config version %d",
+                 __version__, cfg.store.id, cfg.store.gateway, cfg.version)
+        await self.outbox.open()
+        self._outbox_sub = self.hub.subscribe("outbox", maxsize=cfg.outbox.queue_size)
+        self._writer_task = asyncio.create_task(self.outbox.run_writer(self._outbox_sub), name="outbox-writer")
+        self._tasks.append(asyncio.create_task(self._log_events(), name="event-log"))
+
+        readers = list(cfg.rfid.readers)
+        if self.demo:
+            readers = self._start_simulators(readers)
+        for rc in readers:
+            runner = ReaderRunner(rc, self.hub, gone_after_s=cfg.rfid.gone_after_s,
+                                  keep_raw_reads=cfg.rfid.keep_raw_reads)
+            self.readers[rc.id] = runner
+            self._tasks.append(asyncio.create_task(self._supervise_reader(runner), name=f"reader-{rc.id}"))
+
+        await self._start_http()
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self.hub.publish(Event("agent.started", cfg.store.gateway, {
+            "version": __version__, "config_version": cfg.version, "readers": [r.id for r in readers],
+        }))
+        self.notifier.ready(f"{len(readers)} reader(s), outbox depth {self.outbox.depth}")
+        interval = watchdog_interval_s()
+        if interval:
+            self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+        self.ready.set()
+        log.info("ready: %d reader(s), http on %s, outbox %s", len(readers), cfg.http.listen, cfg.storage.path)
+
+    async def shutdown(self) -> None:
+        self.notifier.stopping()
+        try:
+            async with asyncio.timeout(STOP_BUDGET_S):
+                await self._stop_components()
+        except TimeoutError:
+            log.error("shutdown took longer than %.1fs; exiting anyway (committed events are safe)", STOP_BUDGET_S)
+        finally:
+            self.notifier.close()
+
+    async def _stop_components(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for sim in self.simulators:
+            sim.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._outbox_sub is not None:
+            self._outbox_sub.close()  # the writer drains what is queued, then returns
+        if self._writer_task is not None:
+            await self._writer_task
+            self._writer_task = None
+        await self.outbox.close()
+        log.info("stopped: %d event(s) committed this run, %d waiting in the outbox",
+                 self.outbox.committed, self.outbox.depth)
+
+    # -- components --------------------------------------------------------------------------
+
+    async def _supervise_reader(self, runner: ReaderRunner) -> None:
+        def crashed(exc: BaseException, restarts: int, wait: float) -> None:
+            runner.state = "restarting"
+            runner.error = f"{type(exc).__name__}: {exc} (restart #{restarts} in {wait:.0f}s)"
+
+        await supervise(f"reader {runner.config.id}", runner.run, on_crash=crashed)
+
+    def _start_simulators(self, readers: list[ReaderConfig]) -> list[ReaderConfig]:
+        """--demo: put a simulated reader on a pty behind each reader that has a [simulator] section."""
+        from drivers.rfid.simulator import ManualScenario, PtySimulator, Scenario, ShopfloorScenario
+
+        out = []
+        sim_dir = self.config.storage.path.parent / "demo-ports"
+        for rc in readers:
+            if rc.simulator is None:
+                out.append(rc)
+                continue
+            antennas = sorted(rc.zones) or [1]
+            scenario: Scenario
+            if rc.simulator.scenario == "idle":
+                scenario = ManualScenario()
+            else:
+                scenario = ShopfloorScenario(tags=rc.simulator.tags, antennas=antennas, seed=hash(rc.id) & 0xFFFF)
+            sim = PtySimulator(rc.protocol, scenario, link=sim_dir / rc.id, period_s=rc.simulator.period_s,
+                               address=rc.address)
+            port = sim.start()
+            self.simulators.append(sim)
+            log.info("demo: simulated %s reader %s on %s", rc.protocol, rc.id, port)
+            out.append(rc.model_copy(update={"port": port}))
+        return out
+
+    async def _start_http(self) -> None:
+        host, port = split_host_port(self.config.http.listen)
+        app = make_app(self)
+        self._runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else port
+
+    async def _log_events(self) -> None:
+        """Each event as a log line: info in the demo (so a newcomer sees the flow), debug otherwise."""
+        sub = self.hub.subscribe("event-log", maxsize=1000)
+        level = logging.INFO if self.demo else logging.DEBUG
+        elog = logging.getLogger("agent.events")
+        try:
+            async for event in sub:
+                if elog.isEnabledFor(level):
+                    d = event.data
+                    detail = " ".join(f"{k}={d[k]}" for k in ("epc", "gtin", "zone", "rssi", "reason", "error")
+                                      if d.get(k) is not None)
+                    elog.log(level, "%s %s %s", event.kind, event.source, detail)
+        finally:
+            sub.close()
+
+    async def _housekeeping(self) -> None:
+        last_vacuum = time.monotonic()
+        while True:
+            await asyncio.sleep(SUMMARY_EVERY_S if not self.demo else 15.0)
+            readers = ", ".join(f"{r.config.id} {r.state} {r.snapshot().reads_per_s:.0f}/s"
+                                for r in self.readers.values())
+            st = await self.outbox.stats()
+            log.info("summary: readers [%s]; outbox depth %d (%d bytes), committed %d, dropped %d; hub drops %d",
+                     readers or "none", st.depth, st.bytes, st.committed, st.dropped,
+                     sum(s.dropped for s in self.hub.stats()))
+            if time.monotonic() - last_vacuum >= VACUUM_EVERY_S:
+                last_vacuum = time.monotonic()
+                await self.outbox.vacuum()
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            ok, reason = await self.health()
+            if ok:
+                self.notifier.watchdog()
+            else:
+                log.error("health check failed, not petting the watchdog: %s", reason)
+            await asyncio.sleep(interval)
+
+    # -- views for the web side --------------------------------------------------------------
+
+    async def health(self) -> tuple[bool, str]:
+        try:
+            async with asyncio.timeout(2.0):
+                await self.outbox.check_writable()
+        except TimeoutError:
+            return False, "outbox: write check timed out (disk too slow?)"
+        except StorageError as exc:
+            return False, str(exc)
+        if self._writer_task is not None and self._writer_task.done():
+            return False, "outbox writer stopped"
+        return True, "ok"
+
+    async def status(self) -> dict[str, Any]:
+        cfg = self.config
+        ob = await self.outbox.stats()
+        return {
+            "store": cfg.store.id,
+            "gateway": cfg.store.gateway,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self._t0, 1),
+            "started_at": self.started_at,
+            "pid": os.getpid(),
+            "readers": [r.snapshot().to_dict() for r in self.readers.values()],
+            "outbox": {
+                "depth": ob.depth,
+                "bytes": ob.bytes,
+                "oldest_age_s": None if ob.oldest_age_s is None else round(ob.oldest_age_s, 1),
+                "dropped": ob.dropped,
+                "dropped_by_priority": ob.dropped_by_priority,
+                "committed": ob.committed,
+                "write_errors": ob.write_errors,
+                "disk_bytes": ob.disk_bytes,
+                "max_bytes": ob.max_bytes,
+            },
+            "mqtt": {"connected": False, "last_error": "cloud sync not configured in this build", "reconnects": 0},
+            "config": {"version": cfg.version, "path": str(self.config_path) if self.config_path else None},
+            "hub": {
+                "published": self.hub.published,
+                "subscribers": [
+                    {"name": s.name, "depth": s.depth, "maxsize": s.maxsize, "dropped": s.dropped}
+                    for s in self.hub.stats()
+                ],
+            },
+        }

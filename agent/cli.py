@@ -1,0 +1,83 @@
+"""The `o2o-edge` command: `run` the daemon, `check-config` a file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.config import load_config
+from agent.errors import ConfigError, O2OEdgeError
+
+__all__ = ["main"]
+
+log = logging.getLogger("agent")
+
+DEFAULT_CONFIG = Path("/etc/o2o-edge/o2o-edge.toml")
+# The demo config ships in the checkout; `--demo` without `--config` uses it.
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="o2o-edge", description="In-store edge agent for connected shops.")
+    parser.add_argument("--version", action="version", version=f"o2o-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, help=f"config file (default {DEFAULT_CONFIG}; with --demo, config/demo.toml)")
+    run.add_argument("--demo", action="store_true", help="start simulated readers on ptys for readers with a [simulator]")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level")
+    check = sub.add_parser("check-config", help="validate a config file; print every problem with its key path")
+    check.add_argument("path", type=Path)
+    return parser
+
+
+def _check_config(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    readers = len(config.rfid.readers)
+    print(f"{path}: ok (store {config.store.id}, gateway {config.store.gateway}, "
+          f"{readers} reader(s), config version {config.version})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.app import Agent
+    from agent.logs import setup_logging
+
+    path = args.config or (DEMO_CONFIG if args.demo else DEFAULT_CONFIG)
+    setup_logging(args.log_level or "info")
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return 78  # EX_CONFIG: systemd's RestartPreventExitStatus can tell it from a crash
+    setup_logging(args.log_level or config.logging.level)
+    agent = Agent(config, demo=args.demo, config_path=path)
+    try:
+        asyncio.run(agent.run())
+    except O2OEdgeError as exc:
+        log.error("cannot run: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.path)
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

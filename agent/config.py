@@ -1,0 +1,340 @@
+"""The daemon's configuration: one pydantic schema for the TOML file and MQTT pushes.
+
+Every section and key of the contract in DESIGN.md is here with its meaning.
+Unknown keys are errors (a typo must not silently fall back to a default),
+and `load_config` reports *every* problem with its key path, which is what
+`o2o-edge check-config` prints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from agent.errors import ConfigError, ConfigProblem
+
+__all__ = [
+    "BAUDRATES",
+    "cross_check",
+    "PROTOCOLS",
+    "Config",
+    "ReaderConfig",
+    "format_loc",
+    "load_config",
+    "parse_config",
+]
+
+# The reader families we support; a new family is a new id and a new codec module.
+PROTOCOLS = ("uhfreader18", "mercury", "r2000", "em4100")
+# Rates the supported readers offer; anything else is a typo that would read garbage.
+BAUDRATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+# Ids end up in MQTT topics and URLs: keep them to a safe alphabet.
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Ident = Annotated[str, Field(pattern=_ID)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Section):
+    id: Ident
+    gateway: Ident
+    name: str = ""
+
+
+class StorageConfig(_Section):
+    path: Path = Path("/var/lib/o2o-edge/o2o-edge.db")
+    # "full" survives a power cut at the cost of one fsync per group commit;
+    # "normal" survives a crash or kill -9 but may lose the last commits on power loss.
+    synchronous: Literal["full", "normal"] = "full"
+
+
+class HttpConfig(_Section):
+    listen: str = "127.0.0.1:8080"
+    api_token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+
+class MqttConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    enabled: bool = True
+
+
+class OutboxConfig(_Section):
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)
+    # Events waiting for the writer; beyond it the hub counts drops.
+    queue_size: int = Field(default=100_000, ge=1000, le=10_000_000)
+    # Rows per group commit; larger batches amortise the fsync.
+    commit_max: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
+class SimulatorConfig(_Section):
+    """A simulated reader for `o2o-edge run --demo`: ignored otherwise."""
+
+    scenario: Literal["shopfloor", "checkout", "idle"] = "shopfloor"
+    tags: int = Field(default=12, ge=0, le=10_000)
+    period_s: float = Field(default=0.2, gt=0, le=10)
+
+
+class ReaderConfig(_Section):
+    id: Ident
+    port: str = Field(min_length=1)
+    protocol: str
+    baudrate: int = 57600
+    zones: dict[int, Ident] = Field(default_factory=dict)
+    address: int = Field(default=0, ge=0, le=255, description="bus address (uhfreader18 Adr byte)")
+    mode: Literal["auto", "active", "polled"] = "auto"
+    poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+    # No frame for this long while online: the reader is considered gone.
+    silence_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    simulator: SimulatorConfig | None = None
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, value: str) -> str:
+        if value not in PROTOCOLS:
+            raise PydanticCustomError(
+                "protocol", "must be one of {choices}", {"choices": ", ".join(PROTOCOLS)}
+            )
+        return value
+
+    @field_validator("baudrate")
+    @classmethod
+    def _baudrate(cls, value: int) -> int:
+        if value not in BAUDRATES:
+            raise PydanticCustomError(
+                "baudrate", "must be one of {choices}", {"choices": ", ".join(map(str, BAUDRATES))}
+            )
+        return value
+
+    @field_validator("zones")
+    @classmethod
+    def _antennas(cls, value: dict[int, str]) -> dict[int, str]:
+        bad = [a for a in value if not 1 <= a <= 64]
+        if bad:
+            raise PydanticCustomError("antenna", "antenna numbers run from 1 to 64, got {bad}", {"bad": bad})
+        return value
+
+    def zone_for(self, antenna: int) -> str:
+        """The zone an antenna covers; an unmapped antenna is a zone of its own, never dropped."""
+        if not self.zones:
+            return self.id
+        return self.zones.get(antenna) or f"{self.id}/ant{antenna}"
+
+
+class RfidConfig(_Section):
+    gone_after_s: float = Field(default=3.0, gt=0, le=3600)
+    # Keep every raw read as a `tag.read` event (diagnostics; heavy): off by default.
+    keep_raw_reads: bool = False
+    readers: list[ReaderConfig] = Field(default_factory=list)
+
+
+class StationConfig(_Section):
+    id: Ident
+    zones: list[Ident] = Field(min_length=1)
+    token: SecretStr
+
+
+class GateConfig(_Section):
+    id: Ident
+    zones: list[Ident] = Field(min_length=1)
+
+
+class CheckoutConfig(_Section):
+    stations: list[StationConfig] = Field(default_factory=list)
+    gates: list[GateConfig] = Field(default_factory=list)
+
+
+class IBeaconId(_Section):
+    uuid: str = Field(pattern=r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+    major: int = Field(ge=0, le=65535)
+    minor: int = Field(ge=0, le=65535)
+
+
+class EddystoneUid(_Section):
+    namespace: str = Field(pattern=r"^[0-9a-fA-F]{20}$")
+    instance: str = Field(pattern=r"^[0-9a-fA-F]{12}$")
+
+
+class BeaconConfig(_Section):
+    id: Ident
+    ibeacon: IBeaconId | None = None
+    eddystone_uid: EddystoneUid | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> BeaconConfig:
+        if (self.ibeacon is None) == (self.eddystone_uid is None):
+            raise PydanticCustomError("identity", "give exactly one of ibeacon or eddystone_uid", {})
+        return self
+
+
+class BleConfig(_Section):
+    enabled: bool = True
+    source: str = "hci0"
+    beacons: list[BeaconConfig] = Field(default_factory=list)
+
+
+class PortalConfig(_Section):
+    fas_secure_level: Literal[0, 1, 2, 3] = 1
+    ndsctl: str = "/usr/bin/ndsctl"
+    session_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+
+
+class PresenceConfig(_Section):
+    source: str = "mon0"
+
+
+class WifiConfig(_Section):
+    portal: PortalConfig | None = None
+    presence: PresenceConfig | None = None
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    """The whole daemon. `version` orders pushes from central ops (0 = local file only)."""
+
+    version: int = Field(default=0, ge=0)
+    store: StoreConfig
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    rfid: RfidConfig = Field(default_factory=RfidConfig)
+    checkout: CheckoutConfig = Field(default_factory=CheckoutConfig)
+    ble: BleConfig | None = None
+    wifi: WifiConfig = Field(default_factory=WifiConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+
+def _duplicates(prefix: str, ids: list[str]) -> list[ConfigProblem]:
+    first: dict[str, int] = {}
+    out = []
+    for i, ident in enumerate(ids):
+        if ident in first:
+            out.append(ConfigProblem(f"{prefix}[{i}].id", f"duplicate id {ident!r} (also {prefix}[{first[ident]}])"))
+        else:
+            first[ident] = i
+    return out
+
+
+def cross_check(config: Config) -> list[ConfigProblem]:
+    """Rules that span sections (unique ids, zones that exist), each reported at its own key path."""
+    problems = _duplicates("rfid.readers", [r.id for r in config.rfid.readers])
+    known = {r.zone_for(a) for r in config.rfid.readers for a in (r.zones or {1: r.id})}
+    for kind, items in (("stations", config.checkout.stations), ("gates", config.checkout.gates)):
+        problems += _duplicates(f"checkout.{kind}", [i.id for i in items])
+        for i, item in enumerate(items):
+            for j, zone in enumerate(item.zones):
+                if zone not in known:
+                    problems.append(ConfigProblem(
+                        f"checkout.{kind}[{i}].zones[{j}]",
+                        f"no reader covers zone {zone!r} (known zones: {', '.join(sorted(known)) or 'none'})",
+                    ))
+    if config.ble is not None:
+        problems += _duplicates("ble.beacons", [b.id for b in config.ble.beacons])
+    return problems
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """'127.0.0.1:8080' or '[::1]:8080' -> (host, port); raises ValueError with a readable message."""
+    m = re.fullmatch(r"\[(?P<v6>[0-9a-fA-F:.]+)\]:(?P<p1>\d+)|(?P<host>[^:\[\]]+):(?P<p2>\d+)", value)
+    if not m:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host = m["v6"] or m["host"]
+    port = int(m["p1"] or m["p2"])
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 0-65535")
+    if m["v6"]:
+        ipaddress.IPv6Address(host)
+    return host, port
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """('rfid', 'readers', 1, 'baudrate') -> 'rfid.readers[1].baudrate'."""
+    out = ""
+    for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself is bad"
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out and (part.isdigit() or out.endswith(".zones")):  # dict keys such as antenna numbers
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "unknown key (check the spelling; see config/example.toml)",
+}
+
+
+def _problem(err: Any) -> ConfigProblem:
+    # Validators on a model report at the model's own path; function-after wrappers add no loc.
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    msg = _MESSAGES.get(err["type"]) or err["msg"]
+    if err["type"] == "string_pattern_mismatch" and err["ctx"].get("pattern") == _ID:
+        msg = "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    elif err["type"] == "literal_error":
+        msg = "must be one of " + err["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+    elif err["type"] == "value_error":
+        msg = str(err["ctx"].get("error", msg))
+    return ConfigProblem(format_loc(loc), msg[0].lower() + msg[1:] if msg else msg)
+
+
+def parse_config(document: dict[str, Any], source: str = "config") -> Config:
+    """Validate a whole document (TOML file or MQTT push); raise ConfigError with every problem."""
+    try:
+        config = Config.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError([_problem(e) for e in exc.errors()], source) from exc
+    problems = cross_check(config)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem("", f"cannot read {path}: {exc.strerror}")], str(path)) from exc
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem("", f"not UTF-8 text: {exc}")], str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem("", f"TOML syntax error: {exc}")], str(path)) from exc
+    config = parse_config(document, str(path))
+    if not config.storage.path.is_absolute():
+        # A relative database path is relative to the config file, not to the daemon's cwd.
+        storage = config.storage.model_copy(update={"path": (path.parent / config.storage.path).resolve()})
+        config = config.model_copy(update={"storage": storage})
+    return config

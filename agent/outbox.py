@@ -1,0 +1,474 @@
+"""The durable outbox: every event lands here before anything else may send it.
+
+SQLite in WAL mode. One writer task owns all writes and does group commits:
+it takes whatever the hub queued since the last commit (up to `commit_max`)
+and writes it in one transaction, so the fsync cost is shared by thousands
+of events. Database work runs on two dedicated threads (one writer
+connection, one reader connection) so the event loop never waits for the
+SD card.
+
+Rows leave only when the sync layer acknowledges them (after the broker's
+PUBACK) or when the size cap forces a drop.
+
+Drop policy (the outbox is over `max_bytes`, counted as the bytes of the
+stored event JSON): drop the *lowest priority* rows first and, within a
+priority, the *oldest* first, until the total is back under the low-water
+mark (95 % of the cap, so a full outbox does not drop on every commit).
+Priorities come from `agent.events.Priority`: raw telemetry (tag and beacon
+presence, Wi-Fi counts) goes first, operational events next, sales, alarms
+and consent records last. Every drop is counted by reason and priority and
+logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from agent.errors import StorageError
+from agent.events import Event, Priority
+from agent.hub import Subscription
+
+__all__ = ["DropCandidate", "Outbox", "OutboxRow", "OutboxStats", "plan_drops"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Drop down to this fraction of the cap, so a full outbox does not drop on every commit.
+LOW_WATER = 0.95
+# Rows considered per priority per drop round; bounds the work of one commit.
+_DROP_SCAN = 50_000
+# After a failed commit, retry after this long (doubling up to the max); the hub queue buffers meanwhile.
+_RETRY_MIN_S = 0.1
+_RETRY_MAX_S = 5.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the uplink's order and cursor
+    id       TEXT    NOT NULL,                   -- the event's ULID, for de-duplication downstream
+    kind     TEXT    NOT NULL,
+    priority INTEGER NOT NULL,
+    created  REAL    NOT NULL,                   -- event wall time, seconds since the epoch
+    size     INTEGER NOT NULL,                   -- len(body) in bytes; what the cap counts
+    body     BLOB    NOT NULL                    -- the event's contract JSON, UTF-8
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    id: str
+    kind: str
+    created: float
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DropCandidate:
+    seq: int
+    priority: int
+    size: int
+
+
+def plan_drops(candidates: Iterable[DropCandidate], excess: int) -> list[DropCandidate]:
+    """Pick the rows to drop to free at least `excess` bytes: lowest priority, then oldest, first.
+
+    Pure: the outbox feeds it candidates from the database and deletes what it returns.
+    """
+    if excess <= 0:
+        return []
+    chosen: list[DropCandidate] = []
+    freed = 0
+    for cand in sorted(candidates, key=lambda c: (c.priority, c.seq)):
+        if freed >= excess:
+            break
+        chosen.append(cand)
+        freed += cand.size
+    return chosen
+
+
+@dataclass(slots=True)
+class OutboxStats:
+    depth: int
+    bytes: int
+    oldest_age_s: float | None
+    dropped: int
+    dropped_by_priority: dict[str, int]
+    committed: int
+    acked: int
+    commits: int
+    write_errors: int
+    disk_bytes: int
+    max_bytes: int
+
+
+@dataclass(slots=True)
+class _CommitResult:
+    rows: int
+    bytes: int
+    last_seq: int
+    dropped: list[DropCandidate] = field(default_factory=list)
+
+
+def _row(event: Event) -> tuple[str, str, int, float, int, bytes]:
+    body = event.to_json()
+    return (event.id, event.kind, int(event.priority), event.ts, len(body), body)
+
+
+class Outbox:
+    """Durable, bounded event store. Use as `async with Outbox(...) as outbox:`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int = 512 * 1024 * 1024,
+        commit_max: int = 10_000,
+        synchronous: str = "full",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.commit_max = commit_max
+        self._synchronous = synchronous.upper()
+        self._clock = clock
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="outbox-reader")
+        self._wdb: sqlite_utils.Database | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._depth = 0
+        self._bytes = 0
+        self._oldest: float | None = None
+        self._last_seq = 0
+        self._committed_event = asyncio.Event()
+        self.committed = 0
+        self.acked = 0
+        self.commits = 0
+        self.write_errors = 0
+        self.dropped_by_priority: dict[str, int] = {p.name.lower(): 0 for p in Priority}
+        self.last_error: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Outbox:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        await self._on_writer(self._open_writer)
+        await self._on_reader(self._open_reader)
+        log.info(
+            "outbox: %s open, %d event(s) waiting (%d bytes, cap %d)",
+            self.path, self._depth, self._bytes, self.max_bytes,
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _open_writer(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            db = sqlite_utils.Database(conn)
+            # auto_vacuum must be set before the first table exists; lets us hand freed pages back.
+            if not db.table_names():
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.enable_wal()
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.executescript(_SCHEMA)
+            depth, size, oldest = conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0), min(created) FROM outbox"
+            ).fetchone()
+            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open outbox {self.path}: {exc}") from exc
+        self._wdb = db
+        self._depth, self._bytes, self._oldest = depth, size, oldest
+        self._last_seq = last[0] if last else 0
+
+    def _open_reader(self) -> None:
+        self._rconn = self._connect()
+
+    async def close(self) -> None:
+        """Close both connections (after a passive checkpoint); idempotent."""
+        if self._wdb is not None:
+            await self._on_writer(self._close_writer)
+        if self._rconn is not None:
+            await self._on_reader(self._close_reader)
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+
+    def _close_writer(self) -> None:
+        assert self._wdb is not None
+        try:
+            self._wdb.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # a reader holding a snapshot: the WAL stays, nothing is lost
+            log.warning("outbox: checkpoint at close failed: %s", exc)
+        self._wdb.conn.close()
+        self._wdb = None
+
+    def _close_reader(self) -> None:
+        assert self._rconn is not None
+        self._rconn.close()
+        self._rconn = None
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def run_writer(self, sub: Subscription) -> None:
+        """Group-commit everything `sub` delivers until it is closed and drained."""
+        delay = _RETRY_MIN_S
+        while True:
+            batch = await sub.get_batch(self.commit_max)
+            if not batch:
+                return
+            while True:
+                try:
+                    await self.write(batch)
+                    delay = _RETRY_MIN_S
+                    break
+                except StorageError as exc:
+                    # Keep the batch and retry: the hub queue buffers new events meanwhile
+                    # (and counts what it cannot hold). Giving up here would lose committed-to-be data.
+                    self.write_errors += 1
+                    self.last_error = str(exc)
+                    log.error("outbox: commit of %d event(s) failed, retrying in %.1fs: %s", len(batch), delay, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX_S)
+
+    async def write(self, events: Sequence[Event]) -> int:
+        """Commit `events` in one transaction; returns the last seq. Counters move only after the commit."""
+        if not events:
+            return self._last_seq
+        result = await self._on_writer(self._commit, events)
+        self._apply_commit(result)
+        return result.last_seq
+
+    def _commit(self, events: Sequence[Event]) -> _CommitResult:
+        assert self._wdb is not None, "outbox is not open"
+        conn = self._wdb.conn
+        rows = [_row(e) for e in events]
+        size = sum(r[4] for r in rows)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO outbox (id, kind, priority, created, size, body) VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+                last_seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                dropped = self._enforce_cap(conn, self._bytes + size)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox write failed: {exc}") from exc
+        return _CommitResult(len(rows), size, last_seq, dropped)
+
+    def _enforce_cap(self, conn: sqlite3.Connection, total: int) -> list[DropCandidate]:
+        if total <= self.max_bytes:
+            return []
+        excess = total - int(self.max_bytes * LOW_WATER)
+        candidates: list[DropCandidate] = []
+        covered = 0
+        for priority in sorted(Priority):
+            for seq, size in conn.execute(
+                "SELECT seq, size FROM outbox WHERE priority = ? ORDER BY seq LIMIT ?", (int(priority), _DROP_SCAN)
+            ):
+                candidates.append(DropCandidate(seq, int(priority), size))
+                covered += size
+            if covered >= excess:
+                break
+        chosen = plan_drops(candidates, excess)
+        conn.executemany("DELETE FROM outbox WHERE seq = ?", [(c.seq,) for c in chosen])
+        return chosen
+
+    def _apply_commit(self, result: _CommitResult) -> None:
+        was_empty = self._depth == 0
+        self._depth += result.rows
+        self._bytes += result.bytes
+        self._last_seq = result.last_seq
+        self.committed += result.rows
+        self.commits += 1
+        if result.dropped:
+            by_prio: dict[str, int] = {}
+            freed = 0
+            for c in result.dropped:
+                name = Priority(c.priority).name.lower()
+                by_prio[name] = by_prio.get(name, 0) + 1
+                freed += c.size
+            for name, n in by_prio.items():
+                self.dropped_by_priority[name] += n
+            self._depth -= len(result.dropped)
+            self._bytes -= freed
+            self._oldest = None  # recomputed lazily
+            log.warning(
+                "outbox: over its cap of %d bytes, dropped %d event(s) (%s), %d bytes; total dropped %d",
+                self.max_bytes, len(result.dropped),
+                ", ".join(f"{k} {v}" for k, v in sorted(by_prio.items())), freed, self.dropped,
+            )
+        elif was_empty:
+            self._oldest = None
+        self._committed_event.set()
+        self._committed_event = asyncio.Event()
+
+    async def wait_committed(self, seq: int, timeout: float | None = None) -> None:
+        """Wait until rows up to `seq` are committed (for tests and the shutdown path)."""
+        async with asyncio.timeout(timeout):
+            while self._last_seq < seq:
+                await self._committed_event.wait()
+
+    # -- reading and acknowledging -----------------------------------------------------------
+
+    async def take(self, after_seq: int = 0, limit: int = 1000, max_bytes: int | None = None) -> list[OutboxRow]:
+        """The oldest rows with seq > `after_seq`, at most `limit` rows and about `max_bytes` (never fewer than one)."""
+        return await self._on_reader(self._take, after_seq, limit, max_bytes)
+
+    def _take(self, after_seq: int, limit: int, max_bytes: int | None) -> list[OutboxRow]:
+        assert self._rconn is not None, "outbox is not open"
+        out: list[OutboxRow] = []
+        total = 0
+        try:
+            cur = self._rconn.execute(
+                "SELECT seq, id, kind, created, body, size FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+            for seq, id_, kind, created, body, size in cur:
+                if max_bytes is not None and out and total + size > max_bytes:
+                    break
+                out.append(OutboxRow(seq, id_, kind, created, body))
+                total += size
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox read failed: {exc}") from exc
+        return out
+
+    async def ack(self, seqs: Iterable[int]) -> int:
+        """Delete acknowledged rows (the broker has them); returns how many were still there."""
+        seq_list = sorted(set(seqs))
+        if not seq_list:
+            return 0
+        removed, freed = await self._on_writer(self._ack, seq_list)
+        self._depth -= removed
+        self._bytes -= freed
+        self.acked += removed
+        self._oldest = None
+        return removed
+
+    def _ack(self, seqs: list[int]) -> tuple[int, int]:
+        assert self._wdb is not None
+        conn = self._wdb.conn
+        removed = freed = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(seqs), 500):
+                    chunk = seqs[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for (size,) in conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING size", chunk):
+                        removed += 1
+                        freed += size
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox ack failed: {exc}") from exc
+        return removed, freed
+
+    async def vacuum(self, max_pages: int = 2048) -> None:
+        """Hand freed pages back to the file system, a bounded amount at a time."""
+        await self._on_writer(self._vacuum, max_pages)
+
+    def _vacuum(self, max_pages: int) -> None:
+        assert self._wdb is not None
+        try:
+            self._wdb.conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("outbox: incremental vacuum failed: %s", exc)
+
+    async def check_writable(self) -> None:
+        """A cheap write round trip, for health checks; raises StorageError."""
+        await self._on_writer(self._probe)
+
+    def _probe(self) -> None:
+        assert self._wdb is not None
+        try:
+            self._wdb.conn.execute("BEGIN IMMEDIATE")
+            self._wdb.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox not writable: {exc}") from exc
+
+    # -- statistics --------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by_priority.values())
+
+    async def oldest_age_s(self) -> float | None:
+        if self._depth == 0:
+            return None
+        if self._oldest is None:
+            self._oldest = await self._on_reader(self._oldest_created)
+        return None if self._oldest is None else max(0.0, self._clock() - self._oldest)
+
+    def _oldest_created(self) -> float | None:
+        assert self._rconn is not None
+        row = self._rconn.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
+    def disk_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += os.path.getsize(f"{self.path}{suffix}")
+            except OSError:
+                pass
+        return total
+
+    async def stats(self) -> OutboxStats:
+        return OutboxStats(
+            depth=self._depth,
+            bytes=self._bytes,
+            oldest_age_s=await self.oldest_age_s(),
+            dropped=self.dropped,
+            dropped_by_priority=dict(self.dropped_by_priority),
+            committed=self.committed,
+            acked=self.acked,
+            commits=self.commits,
+            write_errors=self.write_errors,
+            disk_bytes=self.disk_bytes(),
+            max_bytes=self.max_bytes,
+        )

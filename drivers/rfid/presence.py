@@ -1,0 +1,74 @@
+"""Tag-read smoothing: from many raw reads a second to one appearance and one departure per zone.
+
+A UHF reader reports the same tag many times a second, and misses it now
+and then. A tag *appears* in a zone on its first read and is *gone* once it
+has not been read there for `gone_after_s`. Pure: the caller passes the
+monotonic time, so the timing is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TagPresence", "ZonePresence"]
+
+
+@dataclass(slots=True)
+class TagPresence:
+    epc: str
+    zone: str
+    antenna: int
+    first_seen: float
+    last_seen: float
+    rssi: int | None
+    reads: int = 1
+
+
+class ZonePresence:
+    """Which tags are in which zone, from raw reads."""
+
+    def __init__(self, gone_after_s: float) -> None:
+        if gone_after_s <= 0:
+            raise ValueError("gone_after_s must be positive")
+        self.gone_after_s = gone_after_s
+        self._tags: dict[tuple[str, str], TagPresence] = {}
+
+    def observe(self, epc: str, zone: str, antenna: int, rssi: int | None, now: float) -> TagPresence | None:
+        """Record a read; returns the new presence if the tag just appeared in this zone."""
+        key = (zone, epc)
+        tag = self._tags.get(key)
+        if tag is not None:
+            tag.last_seen = now
+            tag.reads += 1
+            if rssi is not None:
+                tag.rssi = rssi
+                tag.antenna = antenna
+            return None
+        tag = TagPresence(epc, zone, antenna, now, now, rssi)
+        self._tags[key] = tag
+        return tag
+
+    def expire(self, now: float) -> list[TagPresence]:
+        """Remove and return the tags not read for `gone_after_s`."""
+        deadline = now - self.gone_after_s
+        gone = [t for t in self._tags.values() if t.last_seen <= deadline]
+        for t in gone:
+            del self._tags[(t.zone, t.epc)]
+        return gone
+
+    def clear(self) -> list[TagPresence]:
+        """Forget every tag (the reader went away); returns them so the caller can report them gone."""
+        gone = list(self._tags.values())
+        self._tags.clear()
+        return gone
+
+    def next_deadline(self) -> float | None:
+        if not self._tags:
+            return None
+        return min(t.last_seen for t in self._tags.values()) + self.gone_after_s
+
+    def __len__(self) -> int:
+        return len(self._tags)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._tags

@@ -1,0 +1,184 @@
+"""The only code that opens a serial port: one thread per reader, values handed to the event loop.
+
+Any pyserial URL works as the port (a device path, `socket://`, `loop://`,
+`rfc2217://`), so a reader behind a serial-over-IP box needs no new code.
+The thread owns the port: it opens it (retrying with exponential backoff
+while it is missing), reads whatever arrives, writes what the loop asked
+for, and reports every open and every loss through `on_state`. Port errors
+are reported as text; the codec never sees them (pyserial ReaderThread's
+split between port errors and protocol errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import serial
+
+__all__ = ["Backoff", "PortState", "SerialTransport"]
+
+log = logging.getLogger(__name__)
+
+# A read returns at least this often so the thread can write and notice stop().
+_READ_TIMEOUT_S = 0.02
+# Bytes waiting for the loop; a stalled loop must not let a chatty reader eat the gateway's memory.
+MAX_PENDING_BYTES = 1 << 20
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential backoff: initial, doubling, capped."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    current: float = 0.0
+
+    def next(self) -> float:
+        self.current = self.initial if self.current == 0 else min(self.current * 2, self.maximum)
+        return self.current
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PortState:
+    open: bool
+    error: str | None = None
+
+
+class SerialTransport:
+    """Reads and writes one serial port on a thread; hands bytes and state changes to `loop`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        baudrate: int,
+        loop: asyncio.AbstractEventLoop,
+        on_data: Callable[[bytes], None],
+        on_state: Callable[[PortState], None],
+        backoff: Backoff | None = None,
+        name: str = "serial",
+    ) -> None:
+        self.url = url
+        self.baudrate = baudrate
+        self._loop = loop
+        self._on_data = on_data
+        self._on_state = on_state
+        self._backoff = backoff or Backoff()
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._out: deque[bytes] = deque()
+        self._in: deque[bytes] = deque()
+        self._in_bytes = 0
+        self._in_lock = threading.Lock()
+        self._drain_scheduled = False
+        self.overruns = 0  # bytes dropped because the loop fell behind
+        self.opens = 0
+        self.bytes_in = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"rfid-{self._name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("%s: serial thread did not stop within %.1fs", self._name, timeout)
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the port (thread-safe); written on the next turn of the thread."""
+        if data:
+            self._out.append(data)
+
+    # -- thread side -------------------------------------------------------------------------
+
+    def _report(self, state: PortState) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_state, state)
+
+    def _run(self) -> None:
+        last_error: str | None = None
+        while not self._stop.is_set():
+            try:
+                port = serial.serial_for_url(
+                    self.url, baudrate=self.baudrate, timeout=_READ_TIMEOUT_S, write_timeout=1.0, exclusive=True
+                )
+            except (serial.SerialException, OSError, ValueError) as exc:
+                error = _describe(exc)
+                if error != last_error:
+                    self._report(PortState(False, error))
+                    last_error = error
+                self._stop.wait(self._backoff.next())
+                continue
+            self.opens += 1
+            self._backoff.reset()
+            self._out.clear()  # commands queued for a previous connection are stale
+            self._report(PortState(True))
+            try:
+                self._pump(port)
+                last_error = None
+            except (serial.SerialException, OSError) as exc:
+                last_error = _describe(exc)
+                self._report(PortState(False, last_error))
+            finally:
+                try:
+                    port.close()
+                except (serial.SerialException, OSError):
+                    pass
+            if not self._stop.is_set():
+                self._stop.wait(self._backoff.next())
+        self._report(PortState(False, "stopped"))
+
+    def _pump(self, port: serial.SerialBase) -> None:
+        while not self._stop.is_set():
+            while self._out:
+                port.write(self._out.popleft())
+            waiting = port.in_waiting
+            data = port.read(waiting if waiting > 0 else 1)
+            if data:
+                self._hand_over(data)
+
+    def _hand_over(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        with self._in_lock:
+            if self._in_bytes + len(data) > MAX_PENDING_BYTES:
+                self.overruns += len(data)
+                return
+            self._in.append(data)
+            self._in_bytes += len(data)
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._drain)
+
+    # -- loop side ---------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        with self._in_lock:
+            chunks = list(self._in)
+            self._in.clear()
+            self._in_bytes = 0
+            self._drain_scheduled = False
+        if chunks:
+            self._on_data(b"".join(chunks))
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for staff and logs: 'No such file or directory: /dev/ttyUSB0', not a traceback."""
+    errno_exc = exc if isinstance(exc, OSError) else exc.__context__
+    if isinstance(errno_exc, OSError) and errno_exc.strerror:
+        where = f": {errno_exc.filename}" if errno_exc.filename else ""
+        return f"{errno_exc.strerror}{where}"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
