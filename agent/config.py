@@ -105,6 +105,8 @@ class ReaderConfig(_Section):
     zones: dict[int, Ident] = Field(default_factory=dict)
     address: int = Field(default=0, ge=0, le=255, description="bus address (uhfreader18 Adr byte)")
     mode: Literal["auto", "active", "polled"] = "auto"
+    # UHF regulatory region, for readers that must be told (mercury, r2000); None keeps the reader's own.
+    region: Literal["eu3", "eu", "na", "na2", "in", "jp", "kr2", "prc", "au", "nz"] | None = None
     poll_interval_s: float = Field(default=0.2, gt=0, le=60)
     # No frame for this long while online: the reader is considered gone.
     silence_timeout_s: float = Field(default=10.0, gt=0, le=3600)

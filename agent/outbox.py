@@ -196,7 +196,7 @@ class Outbox:
                 "SELECT count(*), coalesce(sum(size), 0), min(created) FROM outbox"
             ).fetchone()
             last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open outbox {self.path}: {exc}") from exc
         self._wdb = db
         self._depth, self._bytes, self._oldest = depth, size, oldest

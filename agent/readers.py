@@ -107,7 +107,7 @@ class ReaderRunner:
         self._wall = wall
         self._keep_raw = keep_raw_reads
         self.presence = ZonePresence(gone_after_s)
-        self.session: ReaderSession = session_class(config.protocol)(address=config.address, mode=config.mode)
+        self.session: ReaderSession = self._new_session()
         self.transport: SerialTransport | None = None
         self.state = "starting"
         self.since = wall()
@@ -125,6 +125,12 @@ class ReaderRunner:
         self._rate_window: tuple[float, int] = (clock(), 0)
         self._rate = 0.0
         self._wake = asyncio.Event()
+
+    def _new_session(self) -> ReaderSession:
+        cfg = self.config
+        return session_class(cfg.protocol)(
+            address=cfg.address, mode=cfg.mode, antennas=sorted(cfg.zones) or [1], region=cfg.region
+        )
 
     # -- public ------------------------------------------------------------------------------
 
@@ -217,7 +223,7 @@ class ReaderRunner:
             self._last_frame = self._clock()
             if self.opens_before():
                 self.reconnects += 1
-            self.session = session_class(self.config.protocol)(address=self.config.address, mode=self.config.mode)
+            self.session = self._new_session()
             if self._paused:
                 self._set_state("paused", None)
                 return

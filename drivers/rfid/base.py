@@ -17,6 +17,7 @@ Each protocol module has two sides:
 from __future__ import annotations
 
 import abc
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Literal
@@ -123,6 +124,8 @@ class _Codec(abc.ABC):
         self._rx = FrameBuffer()
         self._tx = bytearray()
         self._pending_overflow = 0
+        # Events decoded ahead (one frame can carry several tags); next_event() returns these first.
+        self._ready: deque[ReaderEvent] = deque()
 
     def receive_data(self, data: bytes) -> None:
         self._pending_overflow += self._rx.feed(data)
@@ -136,6 +139,8 @@ class _Codec(abc.ABC):
         self._tx += frame
 
     def next_event(self) -> ReaderEvent | NeedData:
+        if self._ready:
+            return self._ready.popleft()
         if self._pending_overflow:
             n, self._pending_overflow = self._pending_overflow, 0
             return FrameError("receive buffer overflow", n)
@@ -152,10 +157,19 @@ class ReaderSession(_Codec):
     #: Whether the reader answers the start sequence, so an answer proves the link.
     answers_start: ClassVar[bool] = True
 
-    def __init__(self, *, address: int = 0, mode: Literal["auto", "active", "polled"] = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        address: int = 0,
+        mode: Literal["auto", "active", "polled"] = "auto",
+        antennas: Sequence[int] = (1,),
+        region: str | None = None,
+    ) -> None:
         super().__init__()
         self.address = address
         self.mode = mode
+        self.antennas = tuple(antennas) or (1,)
+        self.region = region
 
     @property
     def polled(self) -> bool:
