@@ -176,8 +176,11 @@ class ReaderRunner:
             while True:
                 self._wake.clear()
                 timeout = self._tick()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that races with the wake-up, and then the reader never stops.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:

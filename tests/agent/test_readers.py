@@ -1,0 +1,181 @@
+"""A reader on a real pty, end to end: simulator bytes -> pyserial -> codec -> presence -> hub -> outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from drivers.rfid.simulator import ManualScenario, PtySimulator, demo_epc
+from tests.conftest import wait_for
+
+PROTOCOLS = ["mercury"]
+
+
+def events_in(db: Path, kind: str | None = None) -> list[dict]:  # type: ignore[type-arg]
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT body FROM outbox ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    docs = [json.loads(b) for (b,) in rows]
+    return [d for d in docs if kind is None or d["kind"] == kind]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_tags_on_a_pty_become_durable_events(protocol: str, tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    scenario = ManualScenario()
+    sim = PtySimulator(protocol, scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
+    port = sim.start()
+    try:
+        config = config_factory(rfid={"gone_after_s": 0.5, "readers": [
+            {"id": "r1", "port": port, "protocol": protocol, "baudrate": 115200, "zones": {1: "checkout-1", 2: "exit"}},
+        ]})
+        ra = await start_agent(config)
+        runner = ra.agent.readers["r1"]
+        await wait_for(lambda: runner.state == "online", 10)
+        item = demo_epc(0, 42)
+        scenario.put(item, antenna=1, rssi=-50)
+        scenario.put(demo_epc(1, 7), antenna=2, rssi=-61)
+        await wait_for(lambda: len(runner.presence) == 2, 10)
+        scenario.remove(item)
+        await wait_for(lambda: len(runner.presence) == 1, 10)
+        assert runner.reads > 2
+        await ra.stop()
+    finally:
+        sim.stop()
+    db = config.storage.path
+    seen = events_in(db, "tag.seen")
+    assert {(e["data"]["zone"], e["data"]["epc"]) for e in seen} == {
+        ("checkout-1", item.hex().upper()), ("exit", demo_epc(1, 7).hex().upper())}
+    first = next(e for e in seen if e["data"]["epc"] == item.hex().upper())
+    assert first["data"]["gtin"] == "03012345000116"
+    assert first["data"]["serial"] == "42"
+    assert first["data"]["reader"] == "r1" and first["data"]["antenna"] == 1 and first["data"]["rssi"] == -50
+    assert first["source"] == "r1"
+    gone = events_in(db, "tag.gone")
+    assert [e["data"]["epc"] for e in gone if e["data"]["reason"] == "timeout"] == [item.hex().upper()]
+    assert events_in(db, "reader.online")
+
+
+async def test_missing_port_is_offline_then_online_when_plugged(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    link = tmp_path / "dev" / "ttyUSB0"
+    config = config_factory(rfid={"readers": [
+        {"id": "r1", "port": str(link), "protocol": "mercury", "baudrate": 115200}]})
+    ra = await start_agent(config)
+    runner = ra.agent.readers["r1"]
+    await wait_for(lambda: runner.state == "offline", 5)
+    assert "No such file or directory" in (runner.error or "")
+    scenario = ManualScenario()
+    scenario.put(demo_epc(2, 1))
+    sim = PtySimulator("mercury", scenario, link=link, period_s=0.05)
+    sim.start()
+    try:
+        await wait_for(lambda: runner.state == "online", 15)
+        await wait_for(lambda: len(runner.presence) == 1, 5)
+    finally:
+        sim.stop()
+
+
+async def test_unplug_and_replug(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    scenario = ManualScenario()
+    scenario.put(demo_epc(3, 9))
+    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
+    port = sim.start()
+    try:
+        config = config_factory(rfid={"gone_after_s": 5.0, "readers": [
+            {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
+        ra = await start_agent(config)
+        runner = ra.agent.readers["r1"]
+        await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 10)
+        sim.unplug()
+        await wait_for(lambda: runner.state == "offline", 5)
+        assert runner.error
+        assert len(runner.presence) == 0  # reported gone with reason reader_offline
+        sim.plug()
+        await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 15)
+        assert runner.reconnects >= 1
+        await ra.stop()
+    finally:
+        sim.stop()
+    kinds = [(e["kind"], e["data"].get("reason")) for e in events_in(config.storage.path)
+             if e["kind"] in ("reader.online", "reader.offline", "tag.gone")]
+    assert ("reader.offline", None) in kinds
+    assert ("tag.gone", "reader_offline") in kinds
+    assert [k for k, _ in kinds].count("reader.online") >= 2
+
+
+async def test_pause_and_resume(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    scenario = ManualScenario()
+    scenario.put(demo_epc(4, 1))
+    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
+    port = sim.start()
+    try:
+        config = config_factory(rfid={"gone_after_s": 0.3, "readers": [
+            {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
+        ra = await start_agent(config)
+        runner = ra.agent.readers["r1"]
+        await wait_for(lambda: len(runner.presence) == 1, 10)
+        runner.pause()
+        assert runner.state == "paused"
+        await wait_for(lambda: len(runner.presence) == 0, 5)
+        await asyncio.sleep(0.5)
+        assert len(runner.presence) == 0  # no new appearances while paused
+        runner.resume()
+        await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 10)
+    finally:
+        sim.stop()
+
+
+async def test_garbage_on_the_line_is_counted_and_reading_goes_on(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    scenario = ManualScenario()
+    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
+    port = sim.start()
+    try:
+        config = config_factory(rfid={"readers": [
+            {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
+        ra = await start_agent(config)
+        runner = ra.agent.readers["r1"]
+        await wait_for(lambda: runner.state == "online", 10)
+        sim.inject(b"\xff\x05\x22\x00\x00garbage-with-bad-crc\x00\x01")
+        scenario.put(demo_epc(5, 5))
+        await wait_for(lambda: runner.frame_errors > 0 and len(runner.presence) == 1, 10)
+        status = await ra.agent.status()
+        (reader,) = status["readers"]
+        assert reader["frame_errors"] > 0 and reader["state"] == "online"
+    finally:
+        sim.stop()
+
+
+async def test_runner_crash_is_restarted_by_the_supervisor(tmp_path: Path, config_factory, start_agent,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from agent.readers import ReaderRunner
+
+    calls = {"n": 0}
+    real_tick = ReaderRunner._tick
+
+    def flaky_tick(self: ReaderRunner) -> float:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("bug in a driver")
+        return real_tick(self)
+
+    monkeypatch.setattr(ReaderRunner, "_tick", flaky_tick)
+    scenario = ManualScenario()
+    scenario.put(demo_epc(1, 1))
+    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
+    port = sim.start()
+    try:
+        config = config_factory(rfid={"readers": [
+            {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
+        ra = await start_agent(config)
+        runner = ra.agent.readers["r1"]
+        await wait_for(lambda: runner.state == "restarting", 5)
+        assert "bug in a driver" in (runner.error or "")
+        await wait_for(lambda: runner.state == "online", 10)
+        assert not ra.task.done()
+    finally:
+        sim.stop()
