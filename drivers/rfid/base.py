@@ -87,33 +87,22 @@ ReaderEvent = TagReport | ReaderReply | FrameError
 
 
 class FrameBuffer:
-    """A bounded receive buffer (h11's max_incomplete_event_size, not pyserial's unbounded Packetizer)."""
+    """The receive buffer. Bounded the way h11 bounds max_incomplete_event_size: what is still
+    waiting after every complete frame was taken must be shorter than `limit` (unlike
+    pyserial's Packetizer, which grows without end)."""
 
-    __slots__ = ("_buf", "_limit", "overflowed")
+    __slots__ = ("_buf", "limit")
 
     def __init__(self, limit: int = MAX_BUFFER) -> None:
         self._buf = bytearray()
-        self._limit = limit
-        self.overflowed = 0
+        self.limit = limit
 
-    def feed(self, data: bytes) -> int:
-        """Append data; returns how many old bytes were discarded to stay under the limit."""
+    def feed(self, data: bytes) -> None:
         self._buf += data
-        excess = len(self._buf) - self._limit
-        if excess > 0:
-            del self._buf[:excess]
-            self.overflowed += excess
-            return excess
-        return 0
 
     @property
     def data(self) -> bytearray:
         return self._buf
-
-    def consume(self, n: int) -> bytes:
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -123,12 +112,11 @@ class _Codec(abc.ABC):
     def __init__(self) -> None:
         self._rx = FrameBuffer()
         self._tx = bytearray()
-        self._pending_overflow = 0
         # Events decoded ahead (one frame can carry several tags); next_event() returns these first.
         self._ready: deque[ReaderEvent] = deque()
 
     def receive_data(self, data: bytes) -> None:
-        self._pending_overflow += self._rx.feed(data)
+        self._rx.feed(data)
 
     def data_to_send(self) -> bytes:
         out = bytes(self._tx)
@@ -141,10 +129,13 @@ class _Codec(abc.ABC):
     def next_event(self) -> ReaderEvent | NeedData:
         if self._ready:
             return self._ready.popleft()
-        if self._pending_overflow:
-            n, self._pending_overflow = self._pending_overflow, 0
+        event = self._next_event()
+        if event is NEED_DATA and len(self._rx) > self._rx.limit:
+            # No frame of any supported protocol is this long: what is left is garbage.
+            n = len(self._rx)
+            self._rx.data.clear()
             return FrameError("receive buffer overflow", n)
-        return self._next_event()
+        return event
 
     @abc.abstractmethod
     def _next_event(self) -> ReaderEvent | NeedData: ...

@@ -1,0 +1,315 @@
+"""o2o-edge benchmarks. Every figure is printed next to a reference measured in the same run.
+
+Run through `scripts/bench [FILTER]`. Figures, not pass/fail: the issues name targets
+and the closing notes report what this prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.events import Event  # noqa: E402
+from agent.hub import Hub  # noqa: E402
+from agent.outbox import _SCHEMA, Outbox, _row  # noqa: E402
+from drivers.rfid import emulator_class, session_class  # noqa: E402
+from drivers.rfid.base import NEED_DATA, ReaderEmulator, TagReport  # noqa: E402
+from drivers.rfid.simulator import demo_epc  # noqa: E402
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    reference: float | None = None
+    reference_name: str = ""
+    target: str = ""
+
+    def line(self) -> str:
+        ref = ""
+        if self.reference:
+            ref = f"  | {self.reference_name}: {self.reference:,.0f} {self.unit} -> {self.value / self.reference:.0%}"
+        tgt = f"  | target {self.target}" if self.target else ""
+        return f"{self.name:<46} {self.value:>14,.0f} {self.unit}{ref}{tgt}"
+
+
+def best_of(n: int, fn: Callable[[], float]) -> float:
+    return max(fn() for _ in range(n))
+
+
+# -- codecs ------------------------------------------------------------------------------------
+
+def tag_frames(protocol: str, count: int) -> bytes:
+    """`count` tag reports as the device sends them, produced by the protocol's own emulator."""
+    emulator: ReaderEmulator = emulator_class(protocol)()
+    session = session_class(protocol)()
+    # bring the emulator into its streaming state by running the start sequence against it
+    session.start()
+    for _ in range(20):
+        emulator.receive_data(session.data_to_send())
+        emulator.tick(None)
+        out = emulator.data_to_send()
+        if not out:
+            break
+        session.receive_data(out)
+        while session.next_event() is not NEED_DATA:
+            pass
+    reports = [TagReport(demo_epc(i % 6, i), 1 + i % 2, -40 - i % 30) for i in range(100)]
+    blob = bytearray()
+    for _ in range(count // len(reports)):
+        emulator.tick(reports)
+        blob += emulator.data_to_send()
+    return bytes(blob)
+
+
+def bench_codec(protocol: str) -> Figure:
+    frames = 50_000
+    blob = tag_frames(protocol, frames)
+    chunks = [blob[i : i + 4096] for i in range(0, len(blob), 4096)]
+
+    def run() -> float:
+        session = session_class(protocol)()
+        t0 = time.perf_counter()
+        n = 0
+        for chunk in chunks:
+            session.receive_data(chunk)
+            while (ev := session.next_event()) is not NEED_DATA:
+                n += isinstance(ev, TagReport)
+        assert n >= frames * 0.99, f"{protocol}: decoded {n} of {frames}"
+        return n / (time.perf_counter() - t0)
+
+    rate = best_of(3, run)
+    return Figure(f"codec {protocol}: tag frames decoded", rate, "frames/s")
+
+
+# -- outbox ------------------------------------------------------------------------------------
+
+def sample_events(n: int) -> list[Event]:
+    epcs = [demo_epc(i % 6, i).hex().upper() for i in range(1000)]
+    return [Event("tag.seen", "checkout-1", {"epc": epcs[i % 1000], "gtin": "03012345000116", "serial": str(i),
+                                             "reader": "checkout-1", "antenna": 1, "zone": "checkout-1", "rssi": -52})
+            for i in range(n)]
+
+
+def raw_sqlite_rate(path: Path, rows: list[tuple], batch: int) -> float:  # type: ignore[type-arg]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(_SCHEMA)
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO outbox (id, kind, priority, created, size, body) VALUES (?, ?, ?, ?, ?, ?)",
+                         rows[i : i + batch])
+        conn.execute("COMMIT")
+    rate = len(rows) / (time.perf_counter() - t0)
+    conn.close()
+    return rate
+
+
+async def outbox_rate(path: Path, events: list[Event], commit_max: int) -> float:
+    hub = Hub()
+    async with Outbox(path, commit_max=commit_max, synchronous="full") as ob:
+        sub = hub.subscribe("outbox", maxsize=len(events))
+        writer = asyncio.create_task(ob.run_writer(sub))
+        t0 = time.perf_counter()
+        for e in events:
+            hub.publish(e)
+        sub.close()
+        await writer
+        rate = len(events) / (time.perf_counter() - t0)
+        assert ob.committed == len(events)
+    return rate
+
+
+def bench_outbox() -> list[Figure]:
+    n = 300_000
+    events = sample_events(n)
+    rows = [_row(e) for e in events]
+    raws, agents = [], []
+    for rnd in range(3):
+        with tempfile.TemporaryDirectory() as d:
+            raws.append(raw_sqlite_rate(Path(d) / "raw.db", rows, 10_000))
+        with tempfile.TemporaryDirectory() as d:
+            agents.append(asyncio.run(outbox_rate(Path(d) / "o.db", events, 10_000)))
+    raw, agent = statistics.median(raws), statistics.median(agents)
+    return [Figure("outbox: events absorbed from the hub", agent, "events/s", raw,
+                   "raw sqlite3 executemany, same rows, batches of 10k", ">= 50% and >= 50,000/s")]
+
+
+# -- pty reader into the outbox ----------------------------------------------------------------
+
+async def pty_into_outbox(protocol: str, frames: int) -> tuple[float, float]:
+    """Events/s from a reader on a pty into the outbox (raw reads kept), and the pty's bare byte rate."""
+    from agent.config import ReaderConfig
+    from agent.readers import ReaderRunner
+
+    blob = tag_frames(protocol, frames)
+    with tempfile.TemporaryDirectory() as d:
+        master, slave = os.openpty()
+        import tty
+
+        tty.setraw(slave)
+        tty.setraw(master)
+        link = Path(d) / "tty"
+        link.symlink_to(os.ttyname(slave))
+        hub = Hub()
+        async with Outbox(Path(d) / "o.db", synchronous="full") as ob:
+            sub = hub.subscribe("outbox", maxsize=frames * 2)
+            writer = asyncio.create_task(ob.run_writer(sub))
+            rc = ReaderConfig(id="bench", port=str(link), protocol=protocol, baudrate=921600, mode="active")
+            runner = ReaderRunner(rc, hub, gone_after_s=3.0, keep_raw_reads=True)
+            task = asyncio.create_task(runner.run())
+            while runner.transport is None or runner.transport.opens == 0:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            start_reads = runner.reads
+            t0 = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, _write_all, master, blob)
+            while runner.reads - start_reads < frames * 0.99 and time.perf_counter() - t0 < 60:
+                await asyncio.sleep(0.005)
+            while ob.committed < runner.reads - start_reads and time.perf_counter() - t0 < 60:
+                await asyncio.sleep(0.005)
+            elapsed = time.perf_counter() - t0
+            rate = (runner.reads - start_reads) / elapsed
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            sub.close()
+            await writer
+        os.close(master)
+        os.close(slave)
+    # bare pty: the same bytes through a pty to a pyserial reader, no decoding
+    bare = await asyncio.get_running_loop().run_in_executor(None, _bare_pty_rate, blob)
+    return rate, bare * frames / len(blob)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view[:4096])
+        view = view[n:]
+
+
+def _bare_pty_rate(blob: bytes) -> float:
+    import threading
+
+    import serial
+
+    master, slave = os.openpty()
+    import tty
+
+    tty.setraw(slave)
+    tty.setraw(master)
+    port = serial.Serial(os.ttyname(slave), 921600, timeout=0.05)
+    got = 0
+    t0 = time.perf_counter()
+    writer = threading.Thread(target=_write_all, args=(master, blob))
+    writer.start()
+    while got < len(blob) and time.perf_counter() - t0 < 60:
+        got += len(port.read(max(1, port.in_waiting)))
+    rate = got / (time.perf_counter() - t0)
+    writer.join()
+    port.close()
+    os.close(master)
+    os.close(slave)
+    return rate
+
+
+def bench_pty() -> list[Figure]:
+    out = []
+    for protocol in ("mercury", "uhfreader18"):
+        try:
+            session_class(protocol)
+        except (ImportError, AttributeError):
+            continue
+        rate, bare = asyncio.run(pty_into_outbox(protocol, 50_000))
+        out.append(Figure(f"pty {protocol} reader -> outbox (raw reads)", rate, "events/s", bare,
+                          "bare pty+pyserial, same bytes"))
+    return out
+
+
+# -- resident memory ---------------------------------------------------------------------------
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_memory() -> list[Figure]:
+    exe = str(Path(sys.executable).with_name("o2o-edge"))
+    with tempfile.TemporaryDirectory() as d:
+        cfg = (ROOT / "config" / "demo.toml").read_text()
+        cfg = cfg.replace('path = "../var/demo/o2o-edge.db"', f'path = "{d}/o2o.db"')
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg = cfg.replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')
+        path = Path(d) / "demo.toml"
+        path.write_text(cfg)
+        proc = subprocess.Popen([exe, "run", "--config", str(path), "--demo"], stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(8)
+            rss = rss_kib(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+        bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+        time.sleep(1)
+        bare_rss = rss_kib(bare.pid)
+        bare.wait()
+    return [Figure("daemon RSS, 3 simulated readers", rss / 1024, "MiB", bare_rss / 1024,
+                   "bare python interpreter", "< 60 MiB")]
+
+
+BENCHES: dict[str, Callable[[], list[Figure]]] = {
+    "codec": lambda: [bench_codec(p) for p in ("mercury", "uhfreader18", "em4100", "r2000")
+                      if _available(p)],
+    "outbox": bench_outbox,
+    "pty": bench_pty,
+    "memory": bench_memory,
+}
+
+
+def _available(protocol: str) -> bool:
+    try:
+        session_class(protocol)
+        return True
+    except (ImportError, AttributeError):
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("filter", nargs="?", default="", help="run only benchmarks whose name contains this")
+    args = parser.parse_args()
+    print(f"o2o-edge bench on {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"SQLite {sqlite3.sqlite_version}")
+    for name, bench in BENCHES.items():
+        if args.filter in name:
+            for fig in bench():
+                print(fig.line(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
