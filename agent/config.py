@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,10 +30,10 @@ from agent.errors import ConfigError, ConfigProblem
 
 __all__ = [
     "BAUDRATES",
-    "cross_check",
     "PROTOCOLS",
     "Config",
     "ReaderConfig",
+    "cross_check",
     "format_loc",
     "load_config",
     "parse_config",
@@ -248,7 +249,9 @@ def cross_check(config: Config) -> list[ConfigProblem]:
     """Rules that span sections (unique ids, zones that exist), each reported at its own key path."""
     problems = _duplicates("rfid.readers", [r.id for r in config.rfid.readers])
     known = {r.zone_for(a) for r in config.rfid.readers for a in (r.zones or {1: r.id})}
-    for kind, items in (("stations", config.checkout.stations), ("gates", config.checkout.gates)):
+    groups: list[tuple[str, Sequence[StationConfig | GateConfig]]] = [
+        ("stations", config.checkout.stations), ("gates", config.checkout.gates)]
+    for kind, items in groups:
         problems += _duplicates(f"checkout.{kind}", [i.id for i in items])
         for i, item in enumerate(items):
             for j, zone in enumerate(item.zones):
@@ -282,9 +285,7 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if part == "[key]":  # pydantic's marker for "the key itself is bad"
             continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif out and (part.isdigit() or out.endswith(".zones")):  # dict keys such as antenna numbers
+        if isinstance(part, int) or (out and (part.isdigit() or out.endswith(".zones"))):
             out += f"[{part}]"
         else:
             out += f".{part}" if out else part

@@ -23,6 +23,7 @@ logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -333,11 +334,10 @@ class Outbox:
         self._committed_event.set()
         self._committed_event = asyncio.Event()
 
-    async def wait_committed(self, seq: int, timeout: float | None = None) -> None:
-        """Wait until rows up to `seq` are committed (for tests and the shutdown path)."""
-        async with asyncio.timeout(timeout):
-            while self._last_seq < seq:
-                await self._committed_event.wait()
+    async def wait_committed(self, seq: int) -> None:
+        """Wait until rows up to `seq` are committed (wrap in asyncio.timeout to bound it)."""
+        while self._last_seq < seq:
+            await self._committed_event.wait()
 
     # -- reading and acknowledging -----------------------------------------------------------
 
@@ -452,10 +452,8 @@ class Outbox:
     def disk_bytes(self) -> int:
         total = 0
         for suffix in ("", "-wal", "-shm"):
-            try:
+            with contextlib.suppress(OSError):
                 total += os.path.getsize(f"{self.path}{suffix}")
-            except OSError:
-                pass
         return total
 
     async def stats(self) -> OutboxStats:

@@ -143,7 +143,7 @@ def bench_outbox() -> list[Figure]:
     events = sample_events(n)
     rows = [_row(e) for e in events]
     raws, agents = [], []
-    for rnd in range(3):
+    for _ in range(3):
         with tempfile.TemporaryDirectory() as d:
             raws.append(raw_sqlite_rate(Path(d) / "raw.db", rows, 10_000))
         with tempfile.TemporaryDirectory() as d:

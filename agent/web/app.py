@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 __all__ = ["AgentView", "make_app"]
 
@@ -58,7 +59,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
 
 
-def _auth(view: AgentView) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _auth(view: AgentView) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/api/") or request.path == "/metrics":

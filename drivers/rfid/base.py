@@ -171,10 +171,10 @@ class ReaderSession(_Codec):
     def start(self) -> None:
         """Queue the commands a freshly opened reader needs before it reports tags."""
 
-    def poll(self) -> None:  # noqa: B027 - only polled protocols override it
+    def poll(self) -> None:
         """Queue one inventory request (polled mode)."""
 
-    def pause(self) -> None:  # noqa: B027 - only protocols that stream override it
+    def pause(self) -> None:
         """Queue what stops the reader streaming (it is resumed with `start`)."""
 
 

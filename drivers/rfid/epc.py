@@ -56,7 +56,7 @@ def gtin_check_digit(digits13: str) -> int:
 def _split(value: int, partition: int) -> tuple[str, str] | None:
     if partition not in _PARTITIONS:
         return None
-    cp_bits, cp_digits, ir_bits, ir_digits = _PARTITIONS[partition]
+    _, cp_digits, ir_bits, ir_digits = _PARTITIONS[partition]
     company = value >> ir_bits
     item = value & ((1 << ir_bits) - 1)
     # A binary field wider than its decimal digits allows is invalid per TDS (not a valid SGTIN).

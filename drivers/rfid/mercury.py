@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from drivers.rfid.base import (
@@ -34,7 +33,7 @@ from drivers.rfid.base import (
     TagReport,
 )
 
-__all__ = ["Emulator", "MercuryFrame", "Session", "build_command", "build_response", "tm_crc"]
+__all__ = ["Emulator", "Session", "build_command", "build_response", "tm_crc"]
 
 HEADER: Final = 0xFF
 # Response DATA is at most 248 bytes (the M6e user guide; TMR_SR_receiveMessage rejects LEN > 0xF8).
@@ -112,14 +111,7 @@ def gen2_crc(data: bytes) -> int:
     return binascii.crc_hqx(data, 0xFFFF) ^ 0xFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class MercuryFrame:
-    opcode: int
-    status: int
-    data: bytes
-
-
-def _scan(buf: bytearray, overhead: int, max_len: int) -> MercuryFrame | FrameError | NeedData | tuple[int, int, bytes]:
+def _scan(buf: bytearray, overhead: int, max_len: int) -> FrameError | NeedData | tuple[int, int, bytes]:
     """Find the next frame in `buf`; returns (consumed, opcode, payload-with-status) or an error."""
     start = buf.find(HEADER)
     if start < 0:

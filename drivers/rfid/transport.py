@@ -12,6 +12,7 @@ split between port errors and protocol errors).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -131,10 +132,8 @@ class SerialTransport:
                 last_error = _describe(exc)
                 self._report(PortState(False, last_error))
             finally:
-                try:
+                with contextlib.suppress(serial.SerialException, OSError):
                     port.close()
-                except (serial.SerialException, OSError):
-                    pass
             if not self._stop.is_set():
                 self._stop.wait(self._backoff.next())
         self._report(PortState(False, "stopped"))

@@ -30,7 +30,7 @@ def rows_in(path: Path) -> list[tuple[int, str, str]]:
 
 # -- the drop policy as a table (pure) -------------------------------------------------------
 
-T, O, B = Priority.TELEMETRY, Priority.OPERATIONAL, Priority.BUSINESS
+T, OP, B = Priority.TELEMETRY, Priority.OPERATIONAL, Priority.BUSINESS
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ T, O, B = Priority.TELEMETRY, Priority.OPERATIONAL, Priority.BUSINESS
         pytest.param([(1, T, 10), (2, B, 10)], 0, [], id="nothing-to-free"),
         pytest.param([(1, B, 10), (2, T, 10), (3, T, 10)], 15, [2, 3], id="telemetry-before-business"),
         pytest.param([(5, T, 10), (2, T, 10), (9, T, 10)], 10, [2], id="oldest-first-within-priority"),
-        pytest.param([(1, B, 10), (2, O, 10), (3, T, 5)], 12, [3, 2], id="telemetry-then-operational"),
+        pytest.param([(1, B, 10), (2, OP, 10), (3, T, 5)], 12, [3, 2], id="telemetry-then-operational"),
         pytest.param([(1, B, 10), (2, B, 10)], 15, [1, 2], id="business-only-when-nothing-else-left"),
         pytest.param([(1, T, 10)], 100, [1], id="cannot-free-enough-drops-all-it-can"),
         pytest.param([], 10, [], id="empty"),
