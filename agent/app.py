@@ -28,6 +28,7 @@ from agent.outbox import Outbox
 from agent.readers import ReaderRunner
 from agent.sdnotify import Notifier, watchdog_interval_s
 from agent.supervisor import supervise
+from agent.sync.uplink import Uplink, birth_message
 from agent.web.app import make_app
 
 __all__ = ["STOP_BUDGET_S", "Agent"]
@@ -55,6 +56,7 @@ class Agent:
             synchronous=config.storage.synchronous,
         )
         self.readers: dict[str, ReaderRunner] = {}
+        self.uplink: Uplink | None = None
         self.simulators: list[Any] = []
         self.notifier = Notifier()
         self.started_at = time.time()
@@ -104,6 +106,9 @@ class Agent:
             self.readers[rc.id] = runner
             self._tasks.append(asyncio.create_task(self._supervise_reader(runner), name=f"reader-{rc.id}"))
 
+        if cfg.mqtt.enabled:
+            self.uplink = Uplink(cfg, self.outbox, birth=self._birth)
+            self._tasks.append(asyncio.create_task(supervise("mqtt uplink", self.uplink.run), name="uplink"))
         await self._start_http()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self.hub.publish(Event("agent.started", cfg.store.gateway, {
@@ -127,6 +132,8 @@ class Agent:
             self.notifier.close()
 
     async def _stop_components(self) -> None:
+        if self.uplink is not None:
+            await self.uplink.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -227,6 +234,25 @@ class Agent:
                 log.error("health check failed, not petting the watchdog: %s", reason)
             await asyncio.sleep(interval)
 
+    def _birth(self) -> dict[str, Any]:
+        return birth_message(self.config, __version__, self.started_at, {"readers": list(self.readers)})
+
+    def mqtt_status(self) -> dict[str, Any]:
+        if self.uplink is None:
+            return {"connected": False, "last_error": "disabled in config ([mqtt] enabled = false)", "reconnects": 0}
+        st = self.uplink.stats()
+        return {
+            "connected": st.connected,
+            "last_error": st.last_error,
+            "reconnects": st.reconnects,
+            "broker": f"{self.config.mqtt.host}:{self.config.mqtt.port}",
+            "connected_since": st.connected_since,
+            "last_ack": st.last_ack,
+            "batches_acked": st.batches_acked,
+            "events_acked": st.events_acked,
+            "inflight": st.inflight,
+        }
+
     # -- views for the web side --------------------------------------------------------------
 
     async def health(self) -> tuple[bool, str]:
@@ -263,7 +289,7 @@ class Agent:
                 "disk_bytes": ob.disk_bytes,
                 "max_bytes": ob.max_bytes,
             },
-            "mqtt": {"connected": False, "last_error": "cloud sync not configured in this build", "reconnects": 0},
+            "mqtt": self.mqtt_status(),
             "config": {"version": cfg.version, "path": str(self.config_path) if self.config_path else None},
             "hub": {
                 "published": self.hub.published,

@@ -76,10 +76,39 @@ class HttpConfig(_Section):
         return value
 
 
+class MqttTls(_Section):
+    ca_file: Path | None = None  # None: the system's trust store
+    cert_file: Path | None = None  # client certificate (mutual TLS)
+    key_file: Path | None = None
+    # Hostname check and chain verification are always on; there is no switch to turn them off.
+
+
 class MqttConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     enabled: bool = True
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = None  # default: o2o-edge-{store}-{gateway}
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    tls: MqttTls | None = None
+    # Uplink batching: events per `events` message and its payload size (before compression).
+    batch_max_events: int = Field(default=1000, ge=1, le=100_000)
+    batch_max_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # `events` messages published but not yet acknowledged.
+    inflight: int = Field(default=16, ge=1, le=1000)
+    compression: Literal["none", "zlib", "zstd"] = "none"
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
+    # Ed25519 public key (base64 of the 32 raw bytes) that signs config pushes; when set, unsigned pushes are refused.
+    config_public_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> MqttConfig:
+        if self.tls is not None and (self.tls.cert_file is None) != (self.tls.key_file is None):
+            raise PydanticCustomError("tls", "tls.cert_file and tls.key_file go together", {})
+        return self
 
 
 class OutboxConfig(_Section):

@@ -396,6 +396,45 @@ class Outbox:
             raise StorageError(f"outbox ack failed: {exc}") from exc
         return removed, freed
 
+    async def ack_range(self, first: int, last: int) -> int:
+        """Delete rows first..last (a batch as `take` returned it: no other rows lie in between)."""
+        removed, freed = await self._on_writer(self._ack_range, first, last)
+        self._depth -= removed
+        self._bytes -= freed
+        self.acked += removed
+        self._oldest = None
+        return removed
+
+    def _ack_range(self, first: int, last: int) -> tuple[int, int]:
+        assert self._wdb is not None
+        conn = self._wdb.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                count, freed = conn.execute(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE seq BETWEEN ? AND ?", (first, last)
+                ).fetchone()
+                conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox ack failed: {exc}") from exc
+        return int(count), int(freed)
+
+    async def wait_for_rows(self, after_seq: int, timeout: float) -> bool:
+        """Wait (at most `timeout`) until a row with seq > after_seq is committed; True if there is one."""
+        if self._last_seq > after_seq:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                while self._last_seq <= after_seq:
+                    await self._committed_event.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def vacuum(self, max_pages: int = 2048) -> None:
         """Hand freed pages back to the file system, a bounded amount at a time."""
         await self._on_writer(self._vacuum, max_pages)

@@ -37,6 +37,8 @@ READER_STATES: Final = ("starting", "offline", "connecting", "online", "silent",
 _FRAME_ERROR_LOG_S = 30.0
 # How often the runner wakes to expire tags and check for silence, at most.
 _MAX_TICK_S = 0.25
+# A line quiet this long ends any partial frame (UHFReader18's manual: 15 ms between bytes loses sync).
+LINE_IDLE_S = 0.05
 # Cache of decoded EPCs; a store has thousands of items in view, not millions.
 _EPC_CACHE_MAX = 50_000
 
@@ -119,6 +121,8 @@ class ReaderRunner:
         self._port_open = False
         self._paused = False
         self._last_frame = clock()
+        self._last_data = clock()
+        self._idle_signalled = True
         self._last_poll = 0.0
         self._last_error_log = -_FRAME_ERROR_LOG_S
         self._epc_cache: dict[bytes, dict[str, Any]] = {}
@@ -192,6 +196,10 @@ class ReaderRunner:
 
     def _tick(self) -> float:
         now = self._clock()
+        if not self._idle_signalled and now - self._last_data >= LINE_IDLE_S:
+            self._idle_signalled = True
+            self.session.line_idle()
+            self._drain_session(now)
         for tag in self.presence.expire(now):
             self._publish_gone(tag, "timeout")
         if self._port_open and not self._paused:
@@ -212,6 +220,8 @@ class ReaderRunner:
                 self._last_frame = now
         nxt = self.presence.next_deadline()
         wait = _MAX_TICK_S if not self.session.polled else min(_MAX_TICK_S, self.config.poll_interval_s)
+        if not self._idle_signalled:
+            wait = min(wait, LINE_IDLE_S)
         if nxt is not None:
             wait = min(wait, max(0.0, nxt - now) + 0.001)
         return wait
@@ -249,9 +259,14 @@ class ReaderRunner:
         return self.transport is not None and self.transport.opens > 1
 
     def _on_data(self, data: bytes) -> None:
-        session = self.session
-        session.receive_data(data)
+        self.session.receive_data(data)
         now = self._clock()
+        self._last_data = now
+        self._idle_signalled = False
+        self._drain_session(now)
+
+    def _drain_session(self, now: float) -> None:
+        session = self.session
         while True:
             event = session.next_event()
             if event is NEED_DATA:

@@ -97,3 +97,94 @@ def sim_dir(tmp_path: Path) -> Iterator[Path]:
     d = tmp_path / "dev"
     d.mkdir()
     yield d
+
+
+class Mosquitto:
+    """A real mosquitto broker on a loopback port, stoppable and restartable on the same port."""
+
+    def __init__(self, workdir: Path) -> None:
+        import shutil
+
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            pytest.fail("mosquitto is not installed: scripts/test installs it (scripts/setup --system)")
+        self.exe = exe
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_inflight_messages 0\nmax_queued_messages 0\nmessage_size_limit 0\n"
+            f"log_dest file {workdir / 'mosquitto.log'}\n"
+        )
+        self.proc: Any = None
+
+    def start(self) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"mosquitto exited with {self.proc.returncode}") from None
+                time.sleep(0.02)
+        raise AssertionError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+class Subscriber:
+    """A real MQTT client (paho, threaded) recording what it receives."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[Any] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{id(self)}",
+                                  protocol=mqtt.MQTTv5)
+
+        def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+            c.subscribe(topic, qos=1)
+
+        def on_subscribe(c: Any, u: Any, mid: Any, rcs: Any, p: Any) -> None:
+            self._ready.set()
+
+        def on_message(c: Any, u: Any, msg: Any) -> None:
+            with self._lock:
+                self.messages.append(msg)
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._ready.wait(10), "subscriber did not subscribe"
+
+    def payloads(self, topic: str | None = None) -> list[bytes]:
+        with self._lock:
+            return [bytes(m.payload) for m in self.messages if topic is None or m.topic == topic]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

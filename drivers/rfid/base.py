@@ -114,9 +114,20 @@ class _Codec(abc.ABC):
         self._tx = bytearray()
         # Events decoded ahead (one frame can carry several tags); next_event() returns these first.
         self._ready: deque[ReaderEvent] = deque()
+        self._idle = False
 
     def receive_data(self, data: bytes) -> None:
         self._rx.feed(data)
+        self._idle = False
+
+    def line_idle(self) -> None:
+        """The caller saw no byte for a while: a partial frame still buffered will never complete.
+
+        The codec has no clock, so the transport says when the line went quiet (the UHFReader18
+        manual: more than 15 ms between two bytes of a frame means synchronisation is lost).
+        A length byte corrupted into a large value would otherwise hold back good frames.
+        """
+        self._idle = True
 
     def data_to_send(self) -> bytes:
         out = bytes(self._tx)
@@ -135,6 +146,10 @@ class _Codec(abc.ABC):
             n = len(self._rx)
             self._rx.data.clear()
             return FrameError("receive buffer overflow", n)
+        if event is NEED_DATA and self._idle and len(self._rx):
+            # Drop one byte and look again: the rest may hold a complete frame after all.
+            self._rx.data[:1] = b""
+            return FrameError("incomplete frame when the line went idle", 1)
         return event
 
     @abc.abstractmethod

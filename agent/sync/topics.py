@@ -1,0 +1,62 @@
+"""The MQTT topic contract: everything under o2o/v1/{store}/{gateway}/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Topics"]
+
+PREFIX = "o2o/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    store: str
+    gateway: str
+
+    @property
+    def base(self) -> str:
+        return f"{PREFIX}/{self.store}/{self.gateway}"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/events"
+
+    @property
+    def state(self) -> str:
+        return f"{self.base}/state"
+
+    @property
+    def config_set(self) -> str:
+        return f"{self.base}/config/set"
+
+    @property
+    def config_reported(self) -> str:
+        return f"{self.base}/config/reported"
+
+    @property
+    def catalog_set(self) -> str:
+        return f"{self.base}/catalog/set"
+
+    @property
+    def sold_add(self) -> str:
+        return f"{self.base}/sold/add"
+
+    def cmd(self, name: str) -> str:
+        return f"{self.base}/cmd/{name}"
+
+    def cmd_result(self, name: str) -> str:
+        return f"{self.base}/cmd/{name}/result"
+
+    @property
+    def downlink(self) -> list[str]:
+        """What the gateway subscribes to."""
+        return [self.config_set, f"{self.base}/cmd/+", self.catalog_set, self.sold_add]
+
+    def command_name(self, topic: str) -> str | None:
+        """'…/cmd/ping' -> 'ping'; None for anything else (including '…/cmd/ping/result')."""
+        prefix = f"{self.base}/cmd/"
+        if not topic.startswith(prefix):
+            return None
+        name = topic[len(prefix) :]
+        return name if name and "/" not in name else None

@@ -1,0 +1,141 @@
+"""Store-and-forward over a real mosquitto: nothing lost across broker outages, PUBACK before delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from agent.events import Event
+from tests.conftest import Mosquitto, Subscriber, wait_for
+
+
+def mqtt_section(broker: Mosquitto, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.05, "reconnect_max_s": 0.3, **extra}
+
+
+def received_ids(sub: Subscriber, topic: str) -> list[str]:
+    ids = []
+    for payload in sub.payloads(topic):
+        doc = json.loads(payload)
+        ids += [e["id"] for e in doc["events"]]
+    return ids
+
+
+async def test_events_reach_the_cloud_and_leave_the_outbox(mosquitto: Mosquitto, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    sub = Subscriber(mosquitto.port, "o2o/v1/test-store/gw-test/#")
+    try:
+        ra = await start_agent(config_factory(mqtt=mqtt_section(mosquitto, batch_max_events=50)))
+        agent = ra.agent
+        assert agent.uplink is not None
+        await wait_for(lambda: agent.uplink.connected, 10)
+        sent = [Event("tag.seen", "r1", {"epc": f"{i:024X}"}) for i in range(500)]
+        agent.hub.publish_many(sent)
+        events_topic = "o2o/v1/test-store/gw-test/events"
+        await wait_for(lambda: len(set(received_ids(sub, events_topic))) >= 500, 15)
+        await wait_for(lambda: agent.outbox.depth == 0, 10)
+        docs = [json.loads(p) for p in sub.payloads(events_topic)]
+        assert all(d["gateway"] == "gw-test" for d in docs)
+        seqs = [d["seq"] for d in docs]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert max(len(d["events"]) for d in docs) <= 50
+        first = next(e for d in docs for e in d["events"] if e["id"] == sent[0].id)
+        assert first == sent[0].to_dict()
+        # the birth message is retained on state
+        state = [json.loads(p) for p in sub.payloads("o2o/v1/test-store/gw-test/state")]
+        assert state and state[0]["online"] is True and state[0]["config_version"] == 0
+        status = await agent.status()
+        assert status["mqtt"]["connected"] is True and status["mqtt"]["last_error"] is None
+        assert status["mqtt"]["events_acked"] >= 500
+        await ra.stop()
+        await wait_for(lambda: any(json.loads(p).get("reason") == "shutdown"
+                                   for p in sub.payloads("o2o/v1/test-store/gw-test/state")), 5)
+    finally:
+        sub.close()
+
+
+async def test_broker_outages_lose_nothing(mosquitto: Mosquitto, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    sub = Subscriber(mosquitto.port, "o2o/v1/test-store/gw-test/events")
+    try:
+        ra = await start_agent(config_factory(mqtt=mqtt_section(mosquitto, batch_max_events=20, inflight=4)))
+        agent = ra.agent
+        await wait_for(lambda: agent.uplink.connected, 10)
+        sent: list[str] = []
+        stop = asyncio.Event()
+
+        async def feed() -> None:
+            i = 0
+            while not stop.is_set():
+                e = Event("tag.seen", "r1", {"n": i})
+                sent.append(e.id)
+                agent.hub.publish(e)
+                i += 1
+                await asyncio.sleep(0.001)
+
+        feeder = asyncio.create_task(feed())
+        await asyncio.sleep(0.5)
+        mosquitto.stop()
+        await wait_for(lambda: not agent.uplink.connected, 10)
+        await asyncio.sleep(0.5)
+        depth_while_down = agent.outbox.depth
+        assert depth_while_down > 0, "events accumulate in the outbox while the broker is down"
+        status = await agent.status()
+        assert status["mqtt"]["connected"] is False and status["mqtt"]["last_error"]
+        mosquitto.start()
+        await wait_for(lambda: agent.uplink.connected, 15)
+        await asyncio.sleep(0.3)
+        mosquitto.stop()
+        await asyncio.sleep(0.3)
+        mosquitto.start()
+        await wait_for(lambda: agent.uplink.connected, 15)
+        stop.set()
+        await feeder
+        try:
+            await wait_for(lambda: agent.outbox.depth == 0 and agent.outbox.last_seq == agent.outbox.committed
+                           and not agent.hub.stats()[0].depth, 20)
+        except AssertionError:
+            print("DEBUG", agent.outbox.depth, agent.outbox.last_seq, agent.outbox.committed, agent.hub.stats(), agent.uplink.stats())
+            raise
+        await wait_for(lambda: set(sent) <= set(received_ids(sub, "o2o/v1/test-store/gw-test/events")), 20)
+        assert agent.uplink.reconnects >= 2
+    finally:
+        sub.close()
+
+
+@pytest.mark.parametrize(("compression", "magic"), [("zlib", b"\x78"), ("zstd", b"\x28\xb5\x2f\xfd")])
+async def test_compressed_batches_are_recognisable(compression: str, magic: bytes, mosquitto: Mosquitto,
+                                                   config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    sub = Subscriber(mosquitto.port, "o2o/v1/test-store/gw-test/events")
+    try:
+        ra = await start_agent(config_factory(mqtt=mqtt_section(mosquitto, compression=compression)))
+        await wait_for(lambda: ra.agent.uplink.connected, 10)
+        e = Event("gate.alarm", "exit-1", {"epc": "30"})
+        ra.agent.hub.publish(e)
+        await wait_for(lambda: sub.messages, 10)
+        msg = sub.messages[0]
+        payload = bytes(msg.payload)
+        assert payload.startswith(magic)
+        assert msg.properties.ContentType == f"application/json; compression={compression}"
+        raw = zlib.decompress(payload) if compression == "zlib" else zstandard.ZstdDecompressor().decompress(payload)
+        assert json.loads(raw)["events"] == [e.to_dict()]
+    finally:
+        sub.close()
+
+
+async def test_unreachable_broker_is_reported_and_the_backlog_grows(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import free_port
+
+    ra = await start_agent(config_factory(mqtt={"host": "127.0.0.1", "port": free_port(), "reconnect_min_s": 0.05,
+                                                "reconnect_max_s": 0.2}))
+    await wait_for(lambda: ra.agent.uplink.last_error, 10)
+    ra.agent.hub.publish(Event("tag.seen", "r1", {}))
+    await wait_for(lambda: ra.agent.outbox.depth >= 1, 5)
+    status = await ra.agent.status()
+    assert status["mqtt"]["connected"] is False
+    assert "Connection refused" in status["mqtt"]["last_error"]
+    await wait_for(lambda: ra.agent.uplink.reconnects >= 2, 10)
