@@ -423,12 +423,12 @@ class Outbox:
             raise StorageError(f"outbox ack failed: {exc}") from exc
         return int(count), int(freed)
 
-    async def wait_for_rows(self, after_seq: int, timeout: float) -> bool:
-        """Wait (at most `timeout`) until a row with seq > after_seq is committed; True if there is one."""
+    async def wait_for_rows(self, after_seq: int, within_s: float) -> bool:
+        """Wait (at most `within_s`) until a row with seq > after_seq is committed; True if there is one."""
         if self._last_seq > after_seq:
             return True
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within_s):
                 while self._last_seq <= after_seq:
                     await self._committed_event.wait()
         except TimeoutError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -112,9 +113,13 @@ class Mosquitto:
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            # persistence: a subscriber's session (and what is queued for it) survives a broker restart
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {workdir}/\nautosave_interval 0\n"
             "max_inflight_messages 0\nmax_queued_messages 0\nmessage_size_limit 0\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"
+            # as root, mosquitto drops to user "mosquitto", which cannot write the test's temp dir
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: Any = None
 
@@ -161,8 +166,14 @@ class Subscriber:
         self.messages: list[Any] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{id(self)}",
                                   protocol=mqtt.MQTTv5)
+        # A persistent session, as a cloud consumer has: messages published while it reconnects wait for it.
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
 
         def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
             c.subscribe(topic, qos=1)
@@ -177,7 +188,8 @@ class Subscriber:
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
-        self.client.connect("127.0.0.1", port)
+        self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        self.client.reconnect_delay_set(0.05, 0.2)
         self.client.loop_start()
         assert self._ready.wait(10), "subscriber did not subscribe"
 

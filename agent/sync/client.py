@@ -79,7 +79,7 @@ class MqttClient:
             client_id=client_id,
             protocol=version,
             reconnect_on_failure=False,
-            **({} if protocol == 5 else {"clean_session": True}),
+            clean_session=None if protocol == 5 else True,
         )
         self._paho.max_inflight_messages_set(max_inflight)
         self._paho.max_queued_messages_set(0)
@@ -118,12 +118,12 @@ class MqttClient:
         assert self._disconnected is not None, "not connected"
         return self._disconnected
 
-    async def connect(self, timeout: float = 10.0) -> None:
+    async def connect(self, connect_timeout: float = 10.0) -> None:
         loop = self._loop = asyncio.get_running_loop()
         self._connected = loop.create_future()
         self._disconnected = loop.create_future()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(connect_timeout):
                 # connect() blocks on DNS and the TCP (and TLS) handshake: run it off the loop.
                 rc = await loop.run_in_executor(None, self._blocking_connect)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -135,7 +135,7 @@ class MqttClient:
             raise MqttError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         except TimeoutError as exc:
             self._teardown("connect timed out")
-            raise MqttError(f"connect to {self.host}:{self.port} timed out after {timeout:g}s") from exc
+            raise MqttError(f"connect to {self.host}:{self.port} timed out after {connect_timeout:g}s") from exc
         except BaseException:
             self._teardown("connect failed")
             raise
@@ -143,7 +143,7 @@ class MqttClient:
     def _blocking_connect(self) -> MQTTErrorCode:
         props = None
         if self.protocol == 5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0
         return self._paho.connect(self.host, self.port, self.keepalive, properties=props)
 
@@ -155,7 +155,7 @@ class MqttClient:
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-        properties: Properties | None = None, timeout: float = 30.0,
+        properties: Properties | None = None, ack_timeout: float = 30.0,
     ) -> None:
         """Publish; with QoS 1 return only once the broker acknowledged it (PUBACK)."""
         if not self.is_connected:
@@ -170,14 +170,14 @@ class MqttClient:
         if fut is None:
             fut = self._pending_pub[info.mid] = self._loop.create_future()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(ack_timeout):
                 await fut
         except TimeoutError as exc:
-            raise MqttError(f"no PUBACK for {topic} within {timeout:g}s") from exc
+            raise MqttError(f"no PUBACK for {topic} within {ack_timeout:g}s") from exc
         finally:
             self._pending_pub.pop(info.mid, None)
 
-    async def subscribe(self, topics: list[tuple[str, int]], timeout: float = 10.0) -> None:
+    async def subscribe(self, topics: list[tuple[str, int]], ack_timeout: float = 10.0) -> None:
         if not self.is_connected:
             raise MqttError("not connected")
         rc, mid = self._paho.subscribe(topics)
@@ -186,10 +186,10 @@ class MqttClient:
         assert self._loop is not None
         fut = self._pending_sub[mid] = self._loop.create_future()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(ack_timeout):
                 await fut
         except TimeoutError as exc:
-            raise MqttError(f"no SUBACK within {timeout:g}s") from exc
+            raise MqttError(f"no SUBACK within {ack_timeout:g}s") from exc
         finally:
             self._pending_sub.pop(mid, None)
 

@@ -212,7 +212,7 @@ class Uplink:
         tasks: set[asyncio.Task[None]] = set()
         props = None
         if client.protocol == 5:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.ContentType = CONTENT_TYPES[cfg.compression]
         try:
             while not failed.done() and client.is_connected:
@@ -223,13 +223,15 @@ class Uplink:
                     self._cursor = 0
                 rows = await self.outbox.take(self._cursor, cfg.batch_max_events, cfg.batch_max_bytes)
                 if not rows:
-                    waiter = asyncio.ensure_future(self.outbox.wait_for_rows(self._cursor, _IDLE_WAIT_S))
-                    await asyncio.wait({waiter, failed, client.disconnected}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter: asyncio.Future[Any] = asyncio.ensure_future(
+                        self.outbox.wait_for_rows(self._cursor, _IDLE_WAIT_S))
+                    watched: set[asyncio.Future[Any]] = {waiter, failed, client.disconnected}
+                    await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     continue
                 self._cursor = rows[-1].seq
                 payload = encode_batch(self.config.store.gateway, rows, cfg.compression)
-                acquire = asyncio.ensure_future(window.acquire())
+                acquire: asyncio.Future[Any] = asyncio.ensure_future(window.acquire())
                 await asyncio.wait({acquire, failed}, return_when=asyncio.FIRST_COMPLETED)
                 if not acquire.done():
                     acquire.cancel()
