@@ -20,14 +20,17 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
-from agent.config import Config, ReaderConfig, split_host_port
-from agent.errors import StorageError
+from agent.catalog import CatalogDoc, LocalData, SoldDoc
+from agent.config import Config, ReaderConfig, load_config, split_host_port
+from agent.config_push import PushedConfigStore, verify_push
+from agent.errors import ConfigError, ConfigProblem, StorageError
 from agent.events import Event
 from agent.hub import Hub, Subscription
 from agent.outbox import Outbox
 from agent.readers import ReaderRunner
 from agent.sdnotify import Notifier, watchdog_interval_s
 from agent.supervisor import supervise
+from agent.sync.downlink import Downlink
 from agent.sync.uplink import Uplink, birth_message
 from agent.web.app import make_app
 
@@ -45,6 +48,13 @@ VACUUM_EVERY_S = 300.0
 
 class Agent:
     def __init__(self, config: Config, *, demo: bool = False, config_path: Path | None = None) -> None:
+        # The local file is the fallback; a newer push kept on disk wins for the keys it may set.
+        self.local_config = config
+        self.pushed = PushedConfigStore(config.storage.path.parent)
+        pushed = self.pushed.load(config)
+        if pushed is not None:
+            log.info("config: using pushed version %d over the local file's %d", pushed.version, config.version)
+        config = pushed or config
         self.config = config
         self.demo = demo
         self.config_path = config_path
@@ -56,7 +66,13 @@ class Agent:
             synchronous=config.storage.synchronous,
         )
         self.readers: dict[str, ReaderRunner] = {}
+        self._reader_tasks: dict[str, asyncio.Task[None]] = {}
+        self._sim_ports: dict[str, str] = {}
         self.uplink: Uplink | None = None
+        self.downlink: Downlink | None = None
+        self.local_data = LocalData(config.storage.path.parent / "local.db")
+        self._config_lock = asyncio.Lock()
+        self.last_push: dict[str, Any] | None = None
         self.simulators: list[Any] = []
         self.notifier = Notifier()
         self.started_at = time.time()
@@ -93,22 +109,20 @@ class Agent:
         log.info("o2o-edge %s starting: store %s, gateway %s, config version %d",
                  __version__, cfg.store.id, cfg.store.gateway, cfg.version)
         await self.outbox.open()
+        await self.local_data.__aenter__()
         self._outbox_sub = self.hub.subscribe("outbox", maxsize=cfg.outbox.queue_size)
         self._writer_task = asyncio.create_task(self.outbox.run_writer(self._outbox_sub), name="outbox-writer")
         self._tasks.append(asyncio.create_task(self._log_events(), name="event-log"))
 
-        readers = list(cfg.rfid.readers)
-        if self.demo:
-            readers = self._start_simulators(readers)
+        readers = self._effective_readers(cfg)
         for rc in readers:
-            runner = ReaderRunner(rc, self.hub, gone_after_s=cfg.rfid.gone_after_s,
-                                  keep_raw_reads=cfg.rfid.keep_raw_reads)
-            self.readers[rc.id] = runner
-            self._tasks.append(asyncio.create_task(self._supervise_reader(runner), name=f"reader-{rc.id}"))
+            self._start_reader(rc, cfg)
 
         if cfg.mqtt.enabled:
-            self.uplink = Uplink(cfg, self.outbox, birth=self._birth)
+            self.downlink = Downlink(self)
+            self.uplink = Uplink(cfg, self.outbox, birth=self._birth, on_message=self.downlink.on_message)
             self._tasks.append(asyncio.create_task(supervise("mqtt uplink", self.uplink.run), name="uplink"))
+            self._tasks.append(asyncio.create_task(supervise("mqtt downlink", self.downlink.run), name="downlink"))
         await self._start_http()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self.hub.publish(Event("agent.started", cfg.store.gateway, {
@@ -134,10 +148,12 @@ class Agent:
     async def _stop_components(self) -> None:
         if self.uplink is not None:
             await self.uplink.close()
-        for task in self._tasks:
+        tasks = self._tasks + list(self._reader_tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._reader_tasks.clear()
         for sim in self.simulators:
             sim.stop()
         if self._runner is not None:
@@ -149,6 +165,7 @@ class Agent:
             await self._writer_task
             self._writer_task = None
         await self.outbox.close()
+        await self.local_data.close()
         log.info("stopped: %d event(s) committed this run, %d waiting in the outbox",
                  self.outbox.committed, self.outbox.depth)
 
@@ -161,6 +178,120 @@ class Agent:
 
         await supervise(f"reader {runner.config.id}", runner.run, on_crash=crashed)
 
+    def _effective_readers(self, cfg: Config) -> list[ReaderConfig]:
+        readers = list(cfg.rfid.readers)
+        return self._start_simulators(readers) if self.demo else readers
+
+    def _start_reader(self, rc: ReaderConfig, cfg: Config) -> None:
+        runner = ReaderRunner(rc, self.hub, gone_after_s=cfg.rfid.gone_after_s, keep_raw_reads=cfg.rfid.keep_raw_reads)
+        self.readers[rc.id] = runner
+        self._reader_tasks[rc.id] = asyncio.create_task(self._supervise_reader(runner), name=f"reader-{rc.id}")
+
+    async def _stop_reader(self, reader_id: str) -> None:
+        task = self._reader_tasks.pop(reader_id, None)
+        self.readers.pop(reader_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def restart_reader(self, reader_id: str) -> None:
+        runner = self.readers[reader_id]
+        await self._stop_reader(reader_id)
+        self._start_reader(runner.config, self.config)
+
+    async def _apply(self, new: Config) -> None:
+        """Switch to `new`: readers whose config changed are rebuilt, the others keep running.
+
+        Ports of new or moved readers are opened once first; if one cannot be opened,
+        nothing changes and ConfigError(rolled_back) says why.
+        """
+        old = self.config
+        old_readers = {r.id: r for r in self._effective_readers(old)}
+        new_readers = {r.id: r for r in self._effective_readers(new)}
+        rfid_changed = (old.rfid.gone_after_s, old.rfid.keep_raw_reads) != (new.rfid.gone_after_s, new.rfid.keep_raw_reads)
+        changed = [rid for rid, rc in new_readers.items() if rid not in old_readers or old_readers[rid] != rc or rfid_changed]
+        removed = [rid for rid in old_readers if rid not in new_readers]
+        in_use = {r.port for rid, r in old_readers.items() if rid not in removed}
+        problems = []
+        for i, rc in enumerate(new.rfid.readers):
+            if rc.id in changed and new_readers[rc.id].port not in in_use:
+                error = await asyncio.get_running_loop().run_in_executor(None, _probe_port, new_readers[rc.id])
+                if error is not None:
+                    problems.append(ConfigProblem(f"rfid.readers[{i}].port", f"cannot open {rc.port}: {error}"))
+        if problems:
+            raise ConfigError(problems, "config/set", rolled_back=True)
+        for rid in removed + [r for r in changed if r in self.readers]:
+            await self._stop_reader(rid)
+        self.config = new
+        for rid in changed:
+            self._start_reader(new_readers[rid], new)
+        if self.uplink is not None:
+            self.uplink.config = new
+
+    async def apply_pushed_config(self, payload: bytes) -> int:
+        async with self._config_lock:
+            new = verify_push(payload, self.local_config, self.config)
+            await self._apply(new)
+            try:
+                self.pushed.save(new)
+            except OSError as exc:
+                log.error("config: version %d applied but not persisted: %s", new.version, exc)
+            self.last_push = {"version": new.version, "status": "applied", "at": time.time()}
+            self.hub.publish(Event("config.applied", self.config.store.gateway, {"version": new.version}))
+            log.info("config: version %d applied", new.version)
+            return new.version
+
+    async def reload_config(self) -> int:
+        """Re-read the local file (and the kept push); apply what changed."""
+        async with self._config_lock:
+            if self.config_path is None:
+                raise ConfigError([ConfigProblem("", "no config file to reload")], "reload-config")
+            local = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config_path)
+            for section in ("storage", "http", "mqtt"):
+                if getattr(local, section) != getattr(self.local_config, section):
+                    raise ConfigError([ConfigProblem(section, "changed in the file: restart the service to apply it")],
+                                      "reload-config")
+            new = self.pushed.load(local) or local
+            await self._apply(new)
+            self.local_config = local
+            return new.version
+
+    async def catalog_from_cloud(self, payload: bytes) -> dict[str, Any]:
+        from pydantic import ValidationError
+
+        from agent.config import format_loc
+
+        try:
+            doc = CatalogDoc.model_validate_json(payload)
+        except ValidationError as exc:
+            errors = [{"path": format_loc(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()[:50]]
+            log.warning("catalog/set rejected: %d problem(s), first: %s", exc.error_count(), errors[0])
+            return {"status": "rejected", "errors": errors, "version": None}
+        if doc.version <= self.local_data.catalog_version:
+            msg = f"stale: version {doc.version} is not newer than {self.local_data.catalog_version}"
+            log.warning("catalog/set rejected: %s", msg)
+            return {"status": "rejected", "version": doc.version, "errors": [{"path": "version", "message": msg}]}
+        await self.local_data.replace_catalog(doc)
+        self.hub.publish(Event("catalog.updated", self.config.store.gateway,
+                               {"version": doc.version, "currency": doc.currency, "products": len(doc.products)}))
+        log.info("catalog: version %d, %d products (%s)", doc.version, len(doc.products), doc.currency)
+        return {"status": "applied", "version": doc.version, "products": len(doc.products), "errors": []}
+
+    async def sold_from_cloud(self, payload: bytes) -> None:
+        from pydantic import ValidationError
+
+        try:
+            doc = SoldDoc.model_validate_json(payload)
+        except ValidationError as exc:
+            log.warning("sold/add rejected: %s", exc.errors()[0]["msg"])
+            self.hub.publish(Event("sold.rejected", self.config.store.gateway,
+                                   {"error": exc.errors()[0]["msg"], "problems": exc.error_count()}))
+            return
+        n = await self.local_data.add_sold(doc.epcs, reason=doc.reason, source="cloud",
+                                           ttl_s=self.config.checkout.sold_ttl_days * 86400)
+        self.hub.publish(Event("sold.added", self.config.store.gateway, {"count": n, "reason": doc.reason}))
+        log.info("sold ledger: %d EPC(s) added (%s)", n, doc.reason)
+
     def _start_simulators(self, readers: list[ReaderConfig]) -> list[ReaderConfig]:
         """--demo: put a simulated reader on a pty behind each reader that has a [simulator] section."""
         from drivers.rfid.simulator import ManualScenario, PtySimulator, Scenario, ShopfloorScenario
@@ -171,6 +302,9 @@ class Agent:
             if rc.simulator is None:
                 out.append(rc)
                 continue
+            if rc.id in self._sim_ports:  # already running (a config re-apply)
+                out.append(rc.model_copy(update={"port": self._sim_ports[rc.id]}))
+                continue
             antennas = sorted(rc.zones) or [1]
             scenario: Scenario
             if rc.simulator.scenario == "idle":
@@ -180,6 +314,7 @@ class Agent:
             sim = PtySimulator(rc.protocol, scenario, link=sim_dir / rc.id, period_s=rc.simulator.period_s,
                                address=rc.address)
             port = sim.start()
+            self._sim_ports[rc.id] = port
             self.simulators.append(sim)
             log.info("demo: simulated %s reader %s on %s", rc.protocol, rc.id, port)
             out.append(rc.model_copy(update={"port": port}))
@@ -290,7 +425,10 @@ class Agent:
                 "max_bytes": ob.max_bytes,
             },
             "mqtt": self.mqtt_status(),
-            "config": {"version": cfg.version, "path": str(self.config_path) if self.config_path else None},
+            "config": {"version": cfg.version, "path": str(self.config_path) if self.config_path else None,
+                       "local_version": self.local_config.version, "last_push": self.last_push},
+            "catalog": {"version": self.local_data.catalog_version, "products": self.local_data.products,
+                        "currency": self.local_data.currency},
             "hub": {
                 "published": self.hub.published,
                 "subscribers": [
@@ -299,3 +437,16 @@ class Agent:
                 ],
             },
         }
+
+
+def _probe_port(rc: ReaderConfig) -> str | None:
+    """Open and close a reader's port once; the reason it fails, or None."""
+    import serial
+
+    from drivers.rfid.transport import _describe
+
+    try:
+        serial.serial_for_url(rc.port, baudrate=rc.baudrate, timeout=0.1, exclusive=True).close()
+    except (serial.SerialException, OSError, ValueError) as exc:
+        return _describe(exc)
+    return None

@@ -196,6 +196,8 @@ class GateConfig(_Section):
 class CheckoutConfig(_Section):
     stations: list[StationConfig] = Field(default_factory=list)
     gates: list[GateConfig] = Field(default_factory=list)
+    # How long an item stays in the sold ledger (paid here, or sold/add from the cloud).
+    sold_ttl_days: float = Field(default=90, gt=0, le=3650)
 
 
 class IBeaconId(_Section):

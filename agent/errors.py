@@ -35,9 +35,11 @@ class ConfigProblem:
 class ConfigError(O2OEdgeError):
     """A config document failed validation; `problems` lists every issue found."""
 
-    def __init__(self, problems: list[ConfigProblem], source: str = "config") -> None:
+    def __init__(self, problems: list[ConfigProblem], source: str = "config", *, rolled_back: bool = False) -> None:
         self.problems = problems
         self.source = source
+        # True when a push was tried and undone (a reader port could not be opened), not just refused.
+        self.rolled_back = rolled_back
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 

@@ -1,0 +1,230 @@
+"""Data the cloud sends down for the shop floor: the product catalog and the ledger of sold items.
+
+Both live in `local.db` beside the outbox (SQLite, WAL, through sqlite-utils)
+and are read by the self-checkout and gate rules. Work runs on one dedicated
+thread; the event loop never waits for the disk.
+
+Contract payloads:
+  catalog/set  {"version", "currency", "products": [{"gtin", "name", "price"}]}   prices are decimal strings
+  sold/add     {"epcs": [...], "reason"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.errors import StorageError
+from drivers.rfid.epc import gtin_check_digit
+
+__all__ = ["CatalogDoc", "LocalData", "Product", "SoldDoc"]
+
+T = TypeVar("T")
+
+# A large store's catalog is ~100k products; beyond this a push is a mistake.
+MAX_PRODUCTS = 500_000
+# One sold/add message: an online order or a till receipt, not the whole stock.
+MAX_SOLD_EPCS = 100_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS catalog (gtin TEXT PRIMARY KEY, name TEXT NOT NULL, price TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sold (
+    epc TEXT PRIMARY KEY, reason TEXT NOT NULL, source TEXT NOT NULL, added_at REAL NOT NULL, expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sold_expiry ON sold (expires_at);
+"""
+
+
+class Product(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    gtin: str
+    name: str = Field(min_length=1, max_length=200)
+    price: Decimal
+
+    @field_validator("gtin")
+    @classmethod
+    def _gtin14(cls, value: str) -> str:
+        if not value.isdigit() or len(value) not in (8, 12, 13, 14):
+            raise ValueError("a GTIN is 8, 12, 13 or 14 digits")
+        value = value.zfill(14)
+        if gtin_check_digit(value[:13]) != int(value[13]):
+            raise ValueError(f"bad check digit in GTIN {value}")
+        return value
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _decimal_string(cls, value: Any) -> Any:
+        # Floats lose cents; the contract says decimal strings ("12.90").
+        if not isinstance(value, str):
+            raise ValueError('price must be a decimal string such as "12.90"')
+        return value
+
+    @field_validator("price")
+    @classmethod
+    def _non_negative(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value < 0:
+            raise ValueError("price must be a finite amount >= 0")
+        if value.as_tuple().exponent < -4:  # type: ignore[operator]
+            raise ValueError("price has more than 4 decimals")
+        return value
+
+
+class CatalogDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    products: list[Product] = Field(max_length=MAX_PRODUCTS)
+
+
+class SoldDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epcs: list[str] = Field(min_length=1, max_length=MAX_SOLD_EPCS)
+    reason: str = Field(min_length=1, max_length=64)
+
+    @field_validator("epcs")
+    @classmethod
+    def _hex(cls, value: list[str]) -> list[str]:
+        out = []
+        for i, epc in enumerate(value):
+            if len(epc) % 2 or not 8 <= len(epc) <= 124:
+                raise ValueError(f"epcs[{i}]: an EPC is 4 to 62 bytes of hex")
+            try:
+                out.append(bytes.fromhex(epc).hex().upper())
+            except ValueError as exc:
+                raise ValueError(f"epcs[{i}]: not hex") from exc
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogItem:
+    gtin: str
+    name: str
+    price: Decimal
+
+
+class LocalData:
+    """Catalog and sold ledger. `async with LocalData(path) as data:`."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-data")
+        self._db: sqlite_utils.Database | None = None
+        self.catalog_version = 0
+        self.currency = "EUR"
+        self.products = 0
+        # The catalog in memory: rules price a basket without touching the disk.
+        self._items: dict[str, CatalogItem] = {}
+
+    async def __aenter__(self) -> LocalData:
+        await self._run(self._open)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.conn.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            db = sqlite_utils.Database(conn)
+            db.enable_wal()
+            conn.executescript(_SCHEMA)
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            items = {g: CatalogItem(g, n, Decimal(p)) for g, n, p in conn.execute("SELECT gtin, name, price FROM catalog")}
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot open {self.path}: {exc}") from exc
+        self._db = db
+        self.catalog_version = int(meta.get("catalog_version", 0))
+        self.currency = meta.get("currency", "EUR")
+        self._items = items
+        self.products = len(items)
+
+    # -- catalog -------------------------------------------------------------------------------
+
+    def lookup(self, gtin: str) -> CatalogItem | None:
+        return self._items.get(gtin)
+
+    async def replace_catalog(self, doc: CatalogDoc) -> None:
+        """Swap the whole catalog in one transaction; a stale version is refused by the caller."""
+        rows = [{"gtin": p.gtin, "name": p.name, "price": str(p.price)} for p in doc.products]
+        await self._run(self._replace, rows, doc.version, doc.currency)
+        self._items = {p.gtin: CatalogItem(p.gtin, p.name, p.price) for p in doc.products}
+        self.catalog_version = doc.version
+        self.currency = doc.currency
+        self.products = len(self._items)
+
+    def _replace(self, rows: list[dict[str, Any]], version: int, currency: str) -> None:
+        assert self._db is not None
+        conn = self._db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM catalog")
+                self._db.table("catalog").insert_all(rows, batch_size=5000)
+                conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                 [("catalog_version", str(version)), ("currency", currency)])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"catalog write failed: {exc}") from exc
+
+    # -- sold ledger ---------------------------------------------------------------------------
+
+    async def add_sold(self, epcs: Iterable[str], *, reason: str, source: str, ttl_s: float) -> int:
+        now = self._clock()
+        rows = [(e, reason, source, now, now + ttl_s) for e in epcs]
+        return await self._run(self._add_sold, rows)
+
+    def _add_sold(self, rows: list[tuple[str, str, str, float, float]]) -> int:
+        assert self._db is not None
+        conn = self._db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO sold (epc, reason, source, added_at, expires_at) "
+                             "VALUES (?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StorageError(f"sold ledger write failed: {exc}") from exc
+        return len(rows)
+
+    async def is_sold(self, epc: str) -> bool:
+        return await self._run(self._is_sold, epc, self._clock())
+
+    def _is_sold(self, epc: str, now: float) -> bool:
+        assert self._db is not None
+        row = self._db.conn.execute("SELECT 1 FROM sold WHERE epc = ? AND expires_at > ?", (epc, now)).fetchone()
+        return row is not None
+
+    async def purge_expired(self) -> int:
+        return await self._run(self._purge, self._clock())
+
+    def _purge(self, now: float) -> int:
+        assert self._db is not None
+        return int(self._db.conn.execute("DELETE FROM sold WHERE expires_at <= ?", (now,)).rowcount)
+
+    async def sold_count(self) -> int:
+        return await self._run(lambda: int(self._db.conn.execute("SELECT count(*) FROM sold").fetchone()[0]))  # type: ignore[union-attr]
