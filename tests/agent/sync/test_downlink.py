@@ -53,7 +53,7 @@ async def ops(mosquitto: Mosquitto, tmp_path: Path, start_agent):  # type: ignor
 # -- commands ------------------------------------------------------------------------------
 
 async def test_ping_status_and_outbox_stats(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
-    ra, sub, _ = ops
+    _, sub, _ = ops
     send(mosquitto, "cmd/ping", {"id": "p1"})
     (r,) = await reply(sub, "cmd/ping/result")
     assert r["id"] == "p1" and r["ok"] is True and r["result"]["pong"] is True
@@ -81,7 +81,7 @@ async def test_drain_readers_and_restart(ops, mosquitto: Mosquitto) -> None:  # 
 
 
 async def test_resync_sends_the_backlog_again(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
-    ra, sub, _ = ops
+    _, sub, _ = ops
     send(mosquitto, "cmd/resync", {"id": "r1"})
     (r,) = await reply(sub, "cmd/resync/result")
     assert r["ok"] and "backlog" in r["result"]
@@ -168,7 +168,7 @@ async def test_bad_pushes_are_rejected_and_change_nothing(ops, mosquitto: Mosqui
 
 
 async def test_ten_megabyte_push_is_rejected(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
-    ra, sub, _ = ops
+    _, sub, _ = ops
     send(mosquitto, "config/set", b'{"version": 9, "pad": "' + b"x" * (10 * 1024 * 1024) + b'"}')
     (r,) = await reply(sub, "config/reported")
     assert r["status"] == "rejected" and "payload too large" in r["errors"][0]["message"]
