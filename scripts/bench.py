@@ -58,7 +58,7 @@ def best_of(n: int, fn: Callable[[], float]) -> float:
 def tag_frames(protocol: str, count: int) -> bytes:
     """`count` tag reports as the device sends them, produced by the protocol's own emulator."""
     emulator: ReaderEmulator = emulator_class(protocol)()
-    session = session_class(protocol)()
+    session = session_class(protocol)(mode="active")
     # bring the emulator into its streaming state by running the start sequence against it
     session.start()
     for _ in range(20):
@@ -423,7 +423,69 @@ def bench_mqtt() -> list[Figure]:
                    "bare paho QoS 1, same payloads and window", ">= 100,000/s (under 10 s)")]
 
 
+async def _steady(port: int, frames: int) -> tuple[float, int, int]:
+    """A mercury reader on a pty streaming raw reads as fast as the pty goes, while the uplink forwards."""
+    import tty
+
+    from agent.config import ReaderConfig, parse_config
+    from agent.readers import ReaderRunner
+    from agent.sync.uplink import Uplink
+
+    blob = tag_frames("mercury", frames)
+    with tempfile.TemporaryDirectory() as d:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        tty.setraw(master)
+        link = Path(d) / "tty"
+        link.symlink_to(os.ttyname(slave))
+        config = parse_config({"store": {"id": "bench", "gateway": "gw-1"},
+                               "mqtt": {"host": "127.0.0.1", "port": port}})
+        hub = Hub()
+        async with Outbox(Path(d) / "o.db", synchronous="full") as ob:
+            sub = hub.subscribe("outbox", maxsize=frames * 2)
+            writer = asyncio.create_task(ob.run_writer(sub))
+            uplink = Uplink(config, ob, birth=lambda: {"online": True})
+            up = asyncio.create_task(uplink.run())
+            rc = ReaderConfig(id="bench", port=str(link), protocol="mercury", baudrate=921600)
+            runner = ReaderRunner(rc, hub, gone_after_s=3.0, keep_raw_reads=True)
+            task = asyncio.create_task(runner.run())
+            while not uplink.connected or runner.transport is None or runner.transport.opens == 0:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            base = uplink.events_acked
+            t0 = time.perf_counter()
+            feeder = asyncio.get_running_loop().run_in_executor(None, _write_all, master, blob)
+            max_depth = 0
+            while uplink.events_acked - base < runner.reads * 0.999 or not feeder.done():
+                max_depth = max(max_depth, ob.depth)
+                await asyncio.sleep(0.01)
+                if time.perf_counter() - t0 > 120:
+                    break
+            elapsed = time.perf_counter() - t0
+            forwarded = uplink.events_acked - base
+            for t in (task, up):
+                t.cancel()
+            await asyncio.gather(task, up, return_exceptions=True)
+            sub.close()
+            await writer
+        os.close(master)
+        os.close(slave)
+    return forwarded / elapsed, max_depth, forwarded
+
+
+def bench_steady() -> list[Figure]:
+    with tempfile.TemporaryDirectory() as d:
+        broker = _Broker(Path(d))
+        try:
+            rate, depth, forwarded = asyncio.run(_steady(broker.port, 50_000))
+        finally:
+            broker.stop()
+    return [Figure("steady state: pty reads forwarded to the broker", rate, "events/s"),
+            Figure(f"steady state: max outbox depth ({forwarded:,} events)", depth, "events")]
+
+
 BENCHES["mqtt"] = bench_mqtt
+BENCHES["steady"] = bench_steady
 
 
 if __name__ == "__main__":
