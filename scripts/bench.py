@@ -315,8 +315,8 @@ def main() -> None:
 
 class _Broker:
     def __init__(self, workdir: Path) -> None:
-        import socket
         import shutil
+        import socket
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -345,7 +345,7 @@ class _Broker:
 async def _fill(path: Path, n: int) -> None:
     async with Outbox(path, synchronous="normal") as ob:
         chunk = sample_events(10_000)
-        for i in range(0, n, 10_000):
+        for _ in range(0, n, 10_000):
             await ob.write([Event(e.kind, e.source, e.data) for e in chunk])
 
 

@@ -12,7 +12,15 @@ from __future__ import annotations
 from functools import reduce
 from typing import Final
 
-from drivers.rfid.base import NEED_DATA, FrameError, NeedData, ReaderEmulator, ReaderEvent, ReaderSession, TagReport
+from drivers.rfid.base import (
+    NEED_DATA,
+    FrameError,
+    NeedData,
+    ReaderEmulator,
+    ReaderEvent,
+    ReaderSession,
+    TagReport,
+)
 
 __all__ = ["Emulator", "Session", "encode_frame"]
 
