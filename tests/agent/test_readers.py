@@ -12,7 +12,8 @@ import pytest
 from drivers.rfid.simulator import ManualScenario, PtySimulator, demo_epc
 from tests.conftest import wait_for
 
-PROTOCOLS = [("mercury", "auto"), ("mercury", "polled"), ("uhfreader18", "auto"), ("uhfreader18", "active")]
+PROTOCOLS = [("mercury", "auto"), ("mercury", "polled"), ("uhfreader18", "auto"), ("uhfreader18", "active"),
+             ("r2000", "auto"), ("r2000", "active")]
 
 
 def events_in(db: Path, kind: str | None = None) -> list[dict]:  # type: ignore[type-arg]
@@ -50,19 +51,41 @@ async def test_tags_on_a_pty_become_durable_events(protocol: str, mode: str, tmp
         sim.stop()
     db = config.storage.path
     seen = events_in(db, "tag.seen")
-    reports_antenna_and_rssi = protocol != "uhfreader18"  # the UHFReader18 family reports neither
+    reports_antenna = protocol == "mercury"  # UHFReader18 and the BB/7E modules have one antenna port
+    reports_rssi = protocol != "uhfreader18"
     assert {(e["data"]["zone"], e["data"]["epc"]) for e in seen} == {
         ("checkout-1", item.hex().upper()),
-        ("exit" if reports_antenna_and_rssi else "checkout-1", demo_epc(1, 7).hex().upper())}
+        ("exit" if reports_antenna else "checkout-1", demo_epc(1, 7).hex().upper())}
     first = next(e for e in seen if e["data"]["epc"] == item.hex().upper())
     assert first["data"]["gtin"] == "03012345000116"
     assert first["data"]["serial"] == "42"
     assert first["data"]["reader"] == "r1" and first["data"]["antenna"] == 1
-    assert first["data"]["rssi"] == (-50 if reports_antenna_and_rssi else None)
+    assert first["data"]["rssi"] == (-50 if reports_rssi else None)
     assert first["source"] == "r1"
     gone = events_in(db, "tag.gone")
     assert [e["data"]["epc"] for e in gone if e["data"]["reason"] == "timeout"] == [item.hex().upper()]
     assert events_in(db, "reader.online")
+
+
+async def test_em4100_card_on_a_pty(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    scenario = ManualScenario()
+    sim = PtySimulator("em4100", scenario, link=tmp_path / "dev" / "badge", period_s=0.05)
+    port = sim.start()
+    try:
+        config = config_factory(rfid={"gone_after_s": 0.3, "readers": [
+            {"id": "badges", "port": port, "protocol": "em4100", "baudrate": 9600}]})
+        ra = await start_agent(config)
+        runner = ra.agent.readers["badges"]
+        await wait_for(lambda: runner.state == "online", 5)  # no handshake: online once the port is open
+        scenario.put(bytes.fromhex("01000734E0"))
+        await wait_for(lambda: len(runner.presence) == 1, 5)
+        scenario.clear()
+        await wait_for(lambda: len(runner.presence) == 0, 5)
+        await ra.stop()
+    finally:
+        sim.stop()
+    (seen,) = events_in(config.storage.path, "tag.seen")
+    assert seen["data"]["epc"] == "01000734E0" and seen["data"]["zone"] == "badges" and "gtin" not in seen["data"]
 
 
 async def test_missing_port_is_offline_then_online_when_plugged(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
