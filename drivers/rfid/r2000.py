@@ -151,7 +151,7 @@ class Emulator(ReaderEmulator):
                 return
             if isinstance(found, FrameError):
                 continue
-            ftype, command, payload = found
+            ftype, command, _ = found
             if ftype != TYPE_COMMAND:
                 continue
             self.commands.append(command)
