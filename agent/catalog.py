@@ -1,8 +1,10 @@
 """Data the cloud sends down for the shop floor: the product catalog and the ledger of sold items.
 
-Both live in `local.db` beside the outbox (SQLite, WAL, through sqlite-utils)
-and are read by the self-checkout and gate rules. Work runs on one dedicated
-thread; the event loop never waits for the disk.
+Both live in `local.db` beside the outbox (SQLite, WAL) and are read by the
+self-checkout and gate rules. Work runs on one dedicated thread; the event
+loop never waits for the disk. sqlite-utils does the bulk catalog load; it is
+imported only when a catalog arrives (it pulls in ~10 MB of CLI libraries a
+gateway otherwise never needs).
 
 Contract payloads:
   catalog/set  {"version", "currency", "products": [{"gtin", "name", "price"}]}   prices are decimal strings
@@ -21,7 +23,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.errors import StorageError
@@ -120,7 +121,7 @@ class LocalData:
         self.path = path
         self._clock = clock
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-data")
-        self._db: sqlite_utils.Database | None = None
+        self._conn: sqlite3.Connection | None = None
         self.catalog_version = 0
         self.currency = "EUR"
         self.products = 0
@@ -135,9 +136,9 @@ class LocalData:
         await self.close()
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._run(self._db.conn.close)
-            self._db = None
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
         self._executor.shutdown(wait=True)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -147,14 +148,13 @@ class LocalData:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            db = sqlite_utils.Database(conn)
-            db.enable_wal()
+            conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             items = {g: CatalogItem(g, n, Decimal(p)) for g, n, p in conn.execute("SELECT gtin, name, price FROM catalog")}
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
-        self._db = db
+        self._conn = conn
         self.catalog_version = int(meta.get("catalog_version", 0))
         self.currency = meta.get("currency", "EUR")
         self._items = items
@@ -175,13 +175,15 @@ class LocalData:
         self.products = len(self._items)
 
     def _replace(self, rows: list[dict[str, Any]], version: int, currency: str) -> None:
-        assert self._db is not None
-        conn = self._db.conn
+        import sqlite_utils
+
+        assert self._conn is not None
+        conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("DELETE FROM catalog")
-                self._db.table("catalog").insert_all(rows, batch_size=5000)
+                sqlite_utils.Database(conn).table("catalog").insert_all(rows, batch_size=5000)
                 conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                                  [("catalog_version", str(version)), ("currency", currency)])
                 conn.execute("COMMIT")
@@ -199,8 +201,8 @@ class LocalData:
         return await self._run(self._add_sold, rows)
 
     def _add_sold(self, rows: list[tuple[str, str, str, float, float]]) -> int:
-        assert self._db is not None
-        conn = self._db.conn
+        assert self._conn is not None
+        conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT OR REPLACE INTO sold (epc, reason, source, added_at, expires_at) "
@@ -215,16 +217,16 @@ class LocalData:
         return await self._run(self._is_sold, epc, self._clock())
 
     def _is_sold(self, epc: str, now: float) -> bool:
-        assert self._db is not None
-        row = self._db.conn.execute("SELECT 1 FROM sold WHERE epc = ? AND expires_at > ?", (epc, now)).fetchone()
+        assert self._conn is not None
+        row = self._conn.execute("SELECT 1 FROM sold WHERE epc = ? AND expires_at > ?", (epc, now)).fetchone()
         return row is not None
 
     async def purge_expired(self) -> int:
         return await self._run(self._purge, self._clock())
 
     def _purge(self, now: float) -> int:
-        assert self._db is not None
-        return int(self._db.conn.execute("DELETE FROM sold WHERE expires_at <= ?", (now,)).rowcount)
+        assert self._conn is not None
+        return int(self._conn.execute("DELETE FROM sold WHERE expires_at <= ?", (now,)).rowcount)
 
     async def sold_count(self) -> int:
-        return await self._run(lambda: int(self._db.conn.execute("SELECT count(*) FROM sold").fetchone()[0]))  # type: ignore[union-attr]
+        return await self._run(lambda: int(self._conn.execute("SELECT count(*) FROM sold").fetchone()[0]))  # type: ignore[union-attr]

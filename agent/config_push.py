@@ -25,9 +25,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from agent.config import Config, parse_config
 from agent.errors import ConfigError, ConfigProblem
 
@@ -62,6 +59,10 @@ def verify_push(payload: bytes, local: Config, running: Config) -> Config:
         raise _problems(("", "expected a JSON object (the whole config document)"))
     key = local.mqtt.config_public_key
     if key is not None:
+        # Imported here: a gateway without a signing key never pays for cryptography's import.
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         signature = document.get("signature")
         if not isinstance(signature, str):
             raise _problems(("signature", "unsigned push refused: this gateway requires signed config"))

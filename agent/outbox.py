@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from agent.errors import StorageError
 from agent.events import Event, Priority
 from agent.hub import Subscription
@@ -146,7 +144,7 @@ class Outbox:
         self._clock = clock
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="outbox-reader")
-        self._wdb: sqlite_utils.Database | None = None
+        self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._depth = 0
         self._bytes = 0
@@ -186,11 +184,10 @@ class Outbox:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connect()
-            db = sqlite_utils.Database(conn)
             # auto_vacuum must be set before the first table exists; lets us hand freed pages back.
-            if not db.table_names():
+            if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0:
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            db.enable_wal()
+            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.executescript(_SCHEMA)
             depth, size, oldest = conn.execute(
@@ -199,7 +196,7 @@ class Outbox:
             last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open outbox {self.path}: {exc}") from exc
-        self._wdb = db
+        self._wconn = conn
         self._depth, self._bytes, self._oldest = depth, size, oldest
         self._last_seq = last[0] if last else 0
 
@@ -208,7 +205,7 @@ class Outbox:
 
     async def close(self) -> None:
         """Close both connections (after a passive checkpoint); idempotent."""
-        if self._wdb is not None:
+        if self._wconn is not None:
             await self._on_writer(self._close_writer)
         if self._rconn is not None:
             await self._on_reader(self._close_reader)
@@ -216,13 +213,13 @@ class Outbox:
         self._reader.shutdown(wait=True)
 
     def _close_writer(self) -> None:
-        assert self._wdb is not None
+        assert self._wconn is not None
         try:
-            self._wdb.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:  # a reader holding a snapshot: the WAL stays, nothing is lost
             log.warning("outbox: checkpoint at close failed: %s", exc)
-        self._wdb.conn.close()
-        self._wdb = None
+        self._wconn.close()
+        self._wconn = None
 
     def _close_reader(self) -> None:
         assert self._rconn is not None
@@ -267,8 +264,8 @@ class Outbox:
         return result.last_seq
 
     def _commit(self, events: Sequence[Event]) -> _CommitResult:
-        assert self._wdb is not None, "outbox is not open"
-        conn = self._wdb.conn
+        assert self._wconn is not None, "outbox is not open"
+        conn = self._wconn
         rows = [_row(e) for e in events]
         size = sum(r[4] for r in rows)
         try:
@@ -376,8 +373,8 @@ class Outbox:
         return removed
 
     def _ack(self, seqs: list[int]) -> tuple[int, int]:
-        assert self._wdb is not None
-        conn = self._wdb.conn
+        assert self._wconn is not None
+        conn = self._wconn
         removed = freed = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -406,8 +403,8 @@ class Outbox:
         return removed
 
     def _ack_range(self, first: int, last: int) -> tuple[int, int]:
-        assert self._wdb is not None
-        conn = self._wdb.conn
+        assert self._wconn is not None
+        conn = self._wconn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -440,9 +437,9 @@ class Outbox:
         await self._on_writer(self._vacuum, max_pages)
 
     def _vacuum(self, max_pages: int) -> None:
-        assert self._wdb is not None
+        assert self._wconn is not None
         try:
-            self._wdb.conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+            self._wconn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
         except sqlite3.Error as exc:
             log.warning("outbox: incremental vacuum failed: %s", exc)
 
@@ -451,10 +448,10 @@ class Outbox:
         await self._on_writer(self._probe)
 
     def _probe(self) -> None:
-        assert self._wdb is not None
+        assert self._wconn is not None
         try:
-            self._wdb.conn.execute("BEGIN IMMEDIATE")
-            self._wdb.conn.execute("ROLLBACK")
+            self._wconn.execute("BEGIN IMMEDIATE")
+            self._wconn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise StorageError(f"outbox not writable: {exc}") from exc
 

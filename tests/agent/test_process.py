@@ -205,3 +205,11 @@ def test_http_api_auth(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> 
     assert get_json(f"{base}/api/nope", "t0ken")[0] == 404
     code, health = get_json(f"{base}/healthz")
     assert code == 200 and health["ok"] is True
+
+
+def test_the_daemon_does_not_import_what_it_does_not_use() -> None:
+    """Resident memory matters on a 1 GB gateway: heavy libraries load only when a feature needs them."""
+    code = ("import sys, agent.app, agent.cli; "
+            "print(','.join(m for m in ('scapy', 'sqlite_utils', 'cryptography', 'zstandard') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == ""
