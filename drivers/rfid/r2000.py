@@ -1,4 +1,6 @@
-"""The "BB … 7E" UHF module family (Magic RF M100 / QM100, YRM100, JRD-100, M5Stack UHF unit, R200).
+"""The "BB … 7E" UHF module family: the MagicRF M100 / QM100 host protocol (JRD-4035 in M5Stack's UHF
+unit, YRM100, "R200" boards). The config id is `r2000` as in the design brief; Impinj R2000 boards
+proper speak another frame (0xA0 head + LRC) and would need a codec of their own.
 
 Frame: header 0xBB, Type (0x00 command, 0x01 response, 0x02 notice), Command,
 PL (payload length, 2 bytes big-endian), payload, Checksum (the low byte of

@@ -1,8 +1,10 @@
 """EM4100 ASCII readers (RDM6300, ID-12LA), from published frames.
 
-Sources: the Seeed Studio wiki for the "125Khz RFID module - UART" (frame 02 30 31 30 30 30 37 33 34 45 30
-44 32 03); the python-rdm6300 package's tests (67003B51C6CB valid, 68003B51C6CB invalid); ID Innovations'
-ID-12LA datasheet (ASCII output 0C000621A58E with CR LF before ETX).
+Sources: the Seeed Studio wiki page "125Khz RFID module - UART" (frame 02 30 31 30 30 30 37 33 34 45 30 44 32 03);
+mad-tinkerer/python-rdm6300 rdm6300/test_reader.py (PyPI `rdm6300`: 67003B51C6CB valid, 68003B51C6CB invalid);
+ID Innovations "ID-2/12/20 LA Series Datasheet" section 4, Data Formats (ASCII 0C000621A58E, CR LF before ETX;
+the datasheet's text says checksum "6E" in one place, but the XOR of its own example is 8E). The format also
+matches arduino12/rdm6300 src/rdm6300.cpp and esphome/esphome esphome/components/rdm6300/rdm6300.cpp.
 """
 
 from __future__ import annotations

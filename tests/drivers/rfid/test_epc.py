@@ -21,6 +21,21 @@ def test_tds_example() -> None:
     assert (s.filter, s.company_prefix, s.item_reference, s.serial) == (3, "0614141", "812345", "6789")
 
 
+@pytest.mark.parametrize(("hex_epc", "uri", "gtin"), [
+    # epcpy tests/epc_schemes/test_sgtin.py test_valid_sgtin_tag_encodable_3 (partition 1, 11-digit prefix)
+    ("30C579D5D4ADB60000000000", "urn:epc:id:sgtin:50712192365.88.0", "85071219236581"),
+    # TDS Annex E SGTIN-198 example: serial "32a/b" written %2F-escaped in the URI
+    ("3674257BF6B7A659B2C2BF1000000000000000000000000000", "urn:epc:id:sgtin:0614141.712345.32a%2Fb",
+     "70614141123451"),
+    # epcpy test_valid_sgtin_tag_encodable_1 (SGTIN-198 with % and & escaped)
+    ("362579D5D4ADB6172574B98B34C0000000000000000000000000", "urn:epc:id:sgtin:50712192365.88..%25:.13%26",
+     "85071219236581"),
+])
+def test_golden_vectors(hex_epc: str, uri: str, gtin: str) -> None:
+    s = decode_sgtin(bytes.fromhex(hex_epc))
+    assert s is not None and s.uri == uri and s.gtin == gtin
+
+
 def test_encode_is_the_inverse() -> None:
     assert encode_sgtin96("80614141123458", 6789, filter=3, company_prefix_digits=7) == TDS_SGTIN96
 

@@ -1,10 +1,12 @@
-"""The "BB … 7E" module family (M100/QM100, YRM100, JRD-100), from published frames.
+"""The "BB … 7E" module family (MagicRF M100/QM100: JRD-4035, YRM100, R200 boards), from published frames.
 
-Sources: the M5Stack UHF RFID unit (U107, a JRD-4035/M100 module) command documentation (single poll
-BB 00 22 00 00 22 7E, multi-poll BB 00 27 00 03 22 27 10 83 7E, stop BB 00 28 00 00 28 7E, hardware
-version BB 00 03 00 01 00 04 7E); the M100 user manual's tag-notice example
-(BB 02 22 00 11 C9 34 00 30 75 1F EB 70 5C 59 04 E3 D5 0D 70 3A 76 EF 7E), quoted by several drivers;
-the "no tag" error response BB 01 FF 00 01 15 16 7E.
+Sources: M5Stack's documentation of the UHF RFID unit U107 (JRD-4035), "Communication protocol instruction
+set" (single poll, multi-poll, stop, hardware version, set TX power); the C core of the PyPI package
+`magicrf` (hex-in/libmagicrf src/lib/_protocol.h: frame types, error 0x15 "inventory fail / no tag");
+m5stack/uiflow-micropython m5stack/libs/driver/jrd4035/__init__.py; and three real tag notices quoted in
+public drivers (the M100 manual's example, an "RFID R200" C driver, a Chinese C driver), each of which
+passes both the frame checksum and the tag's own CRC-16.
+Note: despite the config id `r2000`, Impinj R2000 boards speak another protocol (0xA0 head + LRC).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ MULTI_POLL_10000 = H("BB 00 27 00 03 22 27 10 83 7E")
 STOP = H("BB 00 28 00 00 28 7E")
 GET_VERSION = H("BB 00 03 00 01 00 04 7E")
 MANUAL_NOTICE = H("BB 02 22 00 11 C9 34 00 30 75 1F EB 70 5C 59 04 E3 D5 0D 70 3A 76 EF 7E")
+R200_NOTICE = H("BB 02 22 00 11 C4 30 00 E2 00 00 1D 73 15 01 65 21 40 8F C6 B8 3E C2 7E")
+CN_DRIVER_NOTICE = H("BB 02 22 00 11 CB 34 00 E2 00 47 1B B0 00 60 13 04 45 09 D0 95 82 D4 7E")
+MODULE_INFO = H("BB 01 03 00 10 00 4D 31 30 30 20 32 36 64 42 6D 20 56 31 2E 30 92 7E")
 NO_TAG = H("BB 01 FF 00 01 15 16 7E")
 
 
@@ -44,6 +49,14 @@ def test_manual_tag_notice() -> None:
     assert report == TagReport(H("30751FEB705C5904E3D50D70"), 1, -55)
     sgtin = decode_sgtin(report.epc)
     assert sgtin is not None and sgtin.uri == "urn:epc:id:sgtin:4717276.094564.21002259824"
+
+
+def test_other_real_notices_and_module_info() -> None:
+    assert feed(Session(), [R200_NOTICE + CN_DRIVER_NOTICE]) == [
+        TagReport(H("E200001D7315016521408FC6"), 1, -60), TagReport(H("E200471BB0006013044509D0"), 1, -53)]
+    (info,) = feed(Session(), [MODULE_INFO])
+    assert isinstance(info, ReaderReply) and info.detail == "M100 26dBm V1.0"
+    assert build_frame(0x01, 0x03, Emulator.INFO) == MODULE_INFO
 
 
 def test_no_tag_is_a_reply() -> None:
