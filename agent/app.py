@@ -28,6 +28,7 @@ from agent.events import Event
 from agent.hub import Hub, Subscription
 from agent.outbox import Outbox
 from agent.readers import ReaderRunner
+from agent.rules.engine import RulesEngine
 from agent.sdnotify import Notifier, watchdog_interval_s
 from agent.supervisor import supervise
 from agent.sync.downlink import Downlink
@@ -70,6 +71,8 @@ class Agent:
         self._sim_ports: dict[str, str] = {}
         self.uplink: Uplink | None = None
         self.downlink: Downlink | None = None
+        self.rules: RulesEngine | None = None
+        self._rules_task: asyncio.Task[None] | None = None
         self.local_data = LocalData(config.storage.path.parent / "local.db")
         self._config_lock = asyncio.Lock()
         self.last_push: dict[str, Any] | None = None
@@ -114,6 +117,7 @@ class Agent:
         self._writer_task = asyncio.create_task(self.outbox.run_writer(self._outbox_sub), name="outbox-writer")
         self._tasks.append(asyncio.create_task(self._log_events(), name="event-log"))
 
+        self._start_rules(cfg)
         readers = self._effective_readers(cfg)
         for rc in readers:
             self._start_reader(rc, cfg)
@@ -148,7 +152,7 @@ class Agent:
     async def _stop_components(self) -> None:
         if self.uplink is not None:
             await self.uplink.close()
-        tasks = self._tasks + list(self._reader_tasks.values())
+        tasks = self._tasks + list(self._reader_tasks.values()) + ([self._rules_task] if self._rules_task else [])
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -177,6 +181,20 @@ class Agent:
             runner.error = f"{type(exc).__name__}: {exc} (restart #{restarts} in {wait:.0f}s)"
 
         await supervise(f"reader {runner.config.id}", runner.run, on_crash=crashed)
+
+    def _start_rules(self, cfg: Config) -> None:
+        if not (cfg.checkout.stations or cfg.checkout.gates):
+            self.rules = None
+            return
+        self.rules = RulesEngine(cfg, self.hub, self.local_data)
+        self._rules_task = asyncio.create_task(supervise("rules", self.rules.run), name="rules")
+
+    async def _stop_rules(self) -> None:
+        if self._rules_task is not None:
+            self._rules_task.cancel()
+            await asyncio.gather(self._rules_task, return_exceptions=True)
+            self._rules_task = None
+        self.rules = None
 
     def _effective_readers(self, cfg: Config) -> list[ReaderConfig]:
         readers = list(cfg.rfid.readers)
@@ -223,6 +241,9 @@ class Agent:
         for rid in removed + [r for r in changed if r in self.readers]:
             await self._stop_reader(rid)
         self.config = new
+        if old.checkout != new.checkout:
+            await self._stop_rules()
+            self._start_rules(new)
         for rid in changed:
             self._start_reader(new_readers[rid], new)
         if self.uplink is not None:
@@ -427,6 +448,7 @@ class Agent:
             "mqtt": self.mqtt_status(),
             "config": {"version": cfg.version, "path": str(self.config_path) if self.config_path else None,
                        "local_version": self.local_config.version, "last_push": self.last_push},
+            "checkout": self.rules.status() if self.rules is not None else None,
             "catalog": {"version": self.local_data.catalog_version, "products": self.local_data.products,
                         "currency": self.local_data.currency},
             "hub": {

@@ -125,8 +125,9 @@ class LocalData:
         self.catalog_version = 0
         self.currency = "EUR"
         self.products = 0
-        # The catalog in memory: rules price a basket without touching the disk.
+        # Catalog and sold ledger in memory: rules price a basket and clear a gate without touching the disk.
         self._items: dict[str, CatalogItem] = {}
+        self._sold: dict[str, float] = {}  # EPC -> expires_at
 
     async def __aenter__(self) -> LocalData:
         await self._run(self._open)
@@ -152,12 +153,14 @@ class LocalData:
             conn.executescript(_SCHEMA)
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             items = {g: CatalogItem(g, n, Decimal(p)) for g, n, p in conn.execute("SELECT gtin, name, price FROM catalog")}
+            sold = dict(conn.execute("SELECT epc, expires_at FROM sold WHERE expires_at > ?", (self._clock(),)))
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         self._conn = conn
         self.catalog_version = int(meta.get("catalog_version", 0))
         self.currency = meta.get("currency", "EUR")
         self._items = items
+        self._sold = sold
         self.products = len(items)
 
     # -- catalog -------------------------------------------------------------------------------
@@ -198,7 +201,9 @@ class LocalData:
     async def add_sold(self, epcs: Iterable[str], *, reason: str, source: str, ttl_s: float) -> int:
         now = self._clock()
         rows = [(e, reason, source, now, now + ttl_s) for e in epcs]
-        return await self._run(self._add_sold, rows)
+        n = await self._run(self._add_sold, rows)
+        self._sold.update((e, now + ttl_s) for e in {r[0] for r in rows})  # only once committed
+        return n
 
     def _add_sold(self, rows: list[tuple[str, str, str, float, float]]) -> int:
         assert self._conn is not None
@@ -213,20 +218,20 @@ class LocalData:
             raise StorageError(f"sold ledger write failed: {exc}") from exc
         return len(rows)
 
-    async def is_sold(self, epc: str) -> bool:
-        return await self._run(self._is_sold, epc, self._clock())
-
-    def _is_sold(self, epc: str, now: float) -> bool:
-        assert self._conn is not None
-        row = self._conn.execute("SELECT 1 FROM sold WHERE epc = ? AND expires_at > ?", (epc, now)).fetchone()
-        return row is not None
+    def is_sold(self, epc: str) -> bool:
+        """In memory: the gate decides without waiting for the disk."""
+        expires = self._sold.get(epc)
+        return expires is not None and expires > self._clock()
 
     async def purge_expired(self) -> int:
-        return await self._run(self._purge, self._clock())
+        now = self._clock()
+        self._sold = {e: t for e, t in self._sold.items() if t > now}
+        return await self._run(self._purge, now)
 
     def _purge(self, now: float) -> int:
         assert self._conn is not None
         return int(self._conn.execute("DELETE FROM sold WHERE expires_at <= ?", (now,)).rowcount)
 
-    async def sold_count(self) -> int:
-        return await self._run(lambda: int(self._conn.execute("SELECT count(*) FROM sold").fetchone()[0]))  # type: ignore[union-attr]
+    @property
+    def sold_count(self) -> int:
+        return len(self._sold)

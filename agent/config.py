@@ -186,11 +186,44 @@ class StationConfig(_Section):
     id: Ident
     zones: list[Ident] = Field(min_length=1)
     token: SecretStr
+    # A basket change is announced (basket.updated) once the basket has been still this long.
+    settle_s: float = Field(default=0.5, ge=0, le=10)
+
+
+class SerialAlarm(_Section):
+    """A relay or siren on a serial/USB adapter: raise RTS or DTR for pulse_s, or write a command."""
+
+    type: Literal["serial"]
+    port: str = Field(min_length=1)
+    baudrate: int = 9600
+    line: Literal["rts", "dtr", "write"] = "rts"
+    command: str | None = Field(default=None, pattern=r"^([0-9A-Fa-f]{2})+$", description="hex bytes, line = write")
+    pulse_s: float = Field(default=2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _command_for_write(self) -> SerialAlarm:
+        if (self.line == "write") != (self.command is not None):
+            raise PydanticCustomError("command", "command (hex bytes) goes with line = \"write\", and only with it", {})
+        return self
+
+
+class WebhookAlarm(_Section):
+    """An HTTP POST of the alarm (JSON) to a device on the store network, e.g. the gate's controller."""
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://[^/\s]+(/\S*)?$")
+    timeout_s: float = Field(default=2.0, gt=0, le=30)
+
+
+AlarmAction = Annotated[SerialAlarm | WebhookAlarm, Field(discriminator="type")]
 
 
 class GateConfig(_Section):
     id: Ident
     zones: list[Ident] = Field(min_length=1)
+    alarm: list[AlarmAction] = Field(default_factory=list)
+    # The same unpaid item alarms again only after this long (a tag flickering at the edge of the field).
+    rearm_s: float = Field(default=10.0, ge=0, le=3600)
 
 
 class CheckoutConfig(_Section):

@@ -13,6 +13,11 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from agent.rules.engine import RulesEngine
+from agent.web.kiosk import add_kiosk_routes, kiosk_paths
+
+KIOSK_PATHS = kiosk_paths()
+
 __all__ = ["AgentView", "make_app"]
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,7 @@ _INDEX = """<!doctype html>
 
 class AgentView(Protocol):
     api_token: str | None
+    rules: RulesEngine | None
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -62,6 +68,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def _auth(view: AgentView) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(KIOSK_PATHS):
+            return await handler(request)  # the kiosk routes check their station token themselves
         if request.path.startswith("/api/") or request.path == "/metrics":
             token = view.api_token
             header = request.headers.get("Authorization", "")
@@ -97,4 +105,5 @@ def make_app(view: AgentView) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/status", status)
+    add_kiosk_routes(app, lambda: view.rules, view.api_token)
     return app

@@ -1,0 +1,1 @@
+"""Decisions taken on the gateway, in memory, from hub events: self-checkout baskets and exit gates."""
