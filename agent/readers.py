@@ -196,7 +196,10 @@ class ReaderRunner:
 
     def _tick(self) -> float:
         now = self._clock()
-        if not self._idle_signalled and now - self._last_data >= LINE_IDLE_S:
+        transport = self.transport
+        last_byte = max(self._last_data, transport.last_rx if transport is not None else 0.0)
+        if (not self._idle_signalled and now - last_byte >= LINE_IDLE_S
+                and (transport is None or transport.pending == 0)):
             self._idle_signalled = True
             self.session.line_idle()
             self._drain_session(now)
@@ -264,6 +267,7 @@ class ReaderRunner:
         self._last_data = now
         self._idle_signalled = False
         self._drain_session(now)
+        self._last_data = self._clock()  # a long decode is not a quiet line
 
     def _drain_session(self, now: float) -> None:
         session = self.session

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class SerialTransport:
         self._in_lock = threading.Lock()
         self._drain_scheduled = False
         self.overruns = 0  # bytes dropped because the loop fell behind
+        self.last_rx = 0.0  # time.monotonic() of the last byte read from the port (set on the thread)
         self.opens = 0
         self.bytes_in = 0
 
@@ -147,8 +149,14 @@ class SerialTransport:
             if data:
                 self._hand_over(data)
 
+    @property
+    def pending(self) -> int:
+        """Bytes read from the port that the loop has not taken yet."""
+        return self._in_bytes
+
     def _hand_over(self, data: bytes) -> None:
         self.bytes_in += len(data)
+        self.last_rx = time.monotonic()
         with self._in_lock:
             if self._in_bytes + len(data) > MAX_PENDING_BYTES:
                 self.overruns += len(data)
