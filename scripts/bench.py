@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from decimal import Decimal  # noqa: E402
+
 from agent.events import Event  # noqa: E402
 from agent.hub import Hub  # noqa: E402
 from agent.outbox import _SCHEMA, Outbox, _row  # noqa: E402
@@ -303,6 +305,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("filter", nargs="?", default="", help="run only benchmarks whose name contains this")
     args = parser.parse_args()
+    import logging
+
+    logging.disable(logging.WARNING)  # the gate bench raises hundreds of (expected) alarms
     print(f"o2o-edge bench on {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"SQLite {sqlite3.sqlite_version}")
     for name, bench in BENCHES.items():
@@ -484,8 +489,123 @@ def bench_steady() -> list[Figure]:
             Figure(f"steady state: max outbox depth ({forwarded:,} events)", depth, "events")]
 
 
+# -- self-checkout and gate --------------------------------------------------------------------
+
+async def _gate_latency(load_reads_per_s: int, trials: int) -> list[float]:
+    import threading
+    import tty
+
+    from agent.catalog import LocalData
+    from agent.config import ReaderConfig, parse_config
+    from agent.readers import ReaderRunner
+    from agent.rules.engine import RulesEngine
+    from drivers.rfid.mercury import stream_frames
+
+    with tempfile.TemporaryDirectory() as d:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        tty.setraw(master)
+        link = Path(d) / "tty"
+        link.symlink_to(os.ttyname(slave))
+        config = parse_config({"store": {"id": "bench", "gateway": "gw-1"},
+                               "rfid": {"readers": [{"id": "r", "port": str(link), "protocol": "mercury",
+                                                     "zones": {1: "floor", 2: "exit"}}]},
+                               "checkout": {"gates": [{"id": "exit-1", "zones": ["exit"]}]}})
+        hub = Hub()
+        alarms = hub.subscribe("bench-alarms", kinds={"gate.alarm"})
+        async with LocalData(Path(d) / "local.db") as data:
+            engine = RulesEngine(config, hub, data)
+            rules = asyncio.create_task(engine.run())
+            runner = ReaderRunner(ReaderConfig(id="r", port=str(link), protocol="mercury", zones={1: "floor", 2: "exit"}),
+                                  hub, gone_after_s=60.0)
+            task = asyncio.create_task(runner.run())
+            while runner.transport is None or runner.transport.opens == 0:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def load() -> None:
+                floor = stream_frames([TagReport(demo_epc(i % 6, 90_000 + i % 500), 1, -50) for i in range(50)])
+                while not stop.is_set():
+                    with lock:
+                        _write_all(master, floor)
+                    time.sleep(50 / load_reads_per_s)
+
+            loader = threading.Thread(target=load, daemon=True)
+            if load_reads_per_s:
+                loader.start()
+                await asyncio.sleep(0.5)
+            latencies = []
+            for i in range(trials):
+                frame = stream_frames([TagReport(demo_epc(i % 6, 10_000 + i), 2, -40)])
+                with lock:
+                    _write_all(master, frame)
+                    t0 = time.perf_counter()
+                await alarms.get()
+                latencies.append(time.perf_counter() - t0)
+                await asyncio.sleep(0.005)
+            stop.set()
+            for t in (task, rules):
+                t.cancel()
+            await asyncio.gather(task, rules, return_exceptions=True)
+        os.close(master)
+        os.close(slave)
+    return latencies
+
+
+async def _basket_200() -> float:
+    from agent.catalog import CatalogDoc, LocalData
+    from agent.config import parse_config
+    from agent.rules.engine import RulesEngine
+
+    with tempfile.TemporaryDirectory() as d:
+        config = parse_config({"store": {"id": "bench", "gateway": "gw-1"},
+                               "rfid": {"readers": [{"id": "r", "port": "/dev/null", "protocol": "mercury",
+                                                     "zones": {1: "sco"}}]},
+                               "checkout": {"stations": [{"id": "sco-1", "zones": ["sco"], "token": "t",
+                                                          "settle_s": 0}]}})
+        hub = Hub()
+        async with LocalData(Path(d) / "local.db") as data:
+            from drivers.rfid.epc import decode_sgtin
+
+            epcs = [demo_epc(i % 6, 20_000 + i) for i in range(200)]
+            gtins = sorted({decode_sgtin(e).gtin for e in epcs})  # type: ignore[union-attr]
+            await data.replace_catalog(CatalogDoc.model_validate(
+                {"version": 1, "currency": "EUR", "products": [{"gtin": g, "name": g, "price": "9.99"} for g in gtins]}))
+            engine = RulesEngine(config, hub, data)
+            rules = asyncio.create_task(engine.run())
+            await asyncio.sleep(0.05)
+            t0 = time.perf_counter()
+            for e in epcs:
+                sg = decode_sgtin(e)
+                hub.publish(Event("tag.seen", "r", {"epc": e.hex().upper(), "gtin": sg.gtin if sg else None,
+                                                    "zone": "sco", "rssi": -50, "reader": "r", "antenna": 1}))
+            while len(engine.basket("sco-1").epcs) < 200:
+                await asyncio.sleep(0)
+            basket = engine.basket("sco-1")
+            elapsed = time.perf_counter() - t0
+            assert basket.total == Decimal("9.99") * 200
+            rules.cancel()
+            await asyncio.gather(rules, return_exceptions=True)
+    return elapsed
+
+
+def bench_gate() -> list[Figure]:
+    out = []
+    for load in (0, 5000):
+        lat = sorted(asyncio.run(_gate_latency(load, 300)))
+        p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+        label = "idle" if not load else f"{load:,} reads/s"
+        out.append(Figure(f"gate: pty last byte -> gate.alarm p50 ({label})", p50 * 1e6, "us"))
+        out.append(Figure(f"gate: pty last byte -> gate.alarm p99 ({label})", p99 * 1e6, "us", target="< 10,000 us"))
+    out.append(Figure("basket of 200 items priced (tags in -> basket)", asyncio.run(_basket_200()) * 1e6, "us"))
+    return out
+
+
 BENCHES["mqtt"] = bench_mqtt
 BENCHES["steady"] = bench_steady
+BENCHES["gate"] = bench_gate
 
 
 if __name__ == "__main__":
