@@ -20,11 +20,13 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
+from agent.activity import Activity
 from agent.catalog import CatalogDoc, LocalData, SoldDoc
 from agent.config import Config, ReaderConfig, load_config, split_host_port
 from agent.config_push import PushedConfigStore, verify_push
 from agent.errors import ConfigError, ConfigProblem, StorageError
 from agent.events import Event
+from agent.health import assess
 from agent.hub import Hub, Subscription
 from agent.outbox import Outbox
 from agent.readers import ReaderRunner
@@ -76,6 +78,9 @@ class Agent:
         self.local_data = LocalData(config.storage.path.parent / "local.db")
         self._config_lock = asyncio.Lock()
         self.last_push: dict[str, Any] | None = None
+        self.activity: Activity | None = None
+        self._health_cache: tuple[float, bool, str] = (0.0, True, "ok")
+        self._log_tail = RecentLogs()
         self.simulators: list[Any] = []
         self.notifier = Notifier()
         self.started_at = time.time()
@@ -109,11 +114,14 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
+        logging.getLogger().addHandler(self._log_tail)
         log.info("o2o-edge %s starting: store %s, gateway %s, config version %d",
                  __version__, cfg.store.id, cfg.store.gateway, cfg.version)
         await self.outbox.open()
         await self.local_data.__aenter__()
         self._outbox_sub = self.hub.subscribe("outbox", maxsize=cfg.outbox.queue_size)
+        self.activity = Activity(self.hub, lambda: self.outbox.depth)
+        self._tasks.append(asyncio.create_task(supervise("staff page feed", self.activity.run), name="activity"))
         self._writer_task = asyncio.create_task(self.outbox.run_writer(self._outbox_sub), name="outbox-writer")
         self._tasks.append(asyncio.create_task(self._log_events(), name="event-log"))
 
@@ -148,6 +156,7 @@ class Agent:
             log.error("shutdown took longer than %.1fs; exiting anyway (committed events are safe)", STOP_BUDGET_S)
         finally:
             self.notifier.close()
+            logging.getLogger().removeHandler(self._log_tail)
 
     async def _stop_components(self) -> None:
         if self.uplink is not None:
@@ -343,10 +352,18 @@ class Agent:
 
     async def _start_http(self) -> None:
         host, port = split_host_port(self.config.http.listen)
-        app = make_app(self)
+        http = self.config.http
+        users: dict[str, tuple[str, str]] = {u.name: (u.password_hash, str(u.role)) for u in http.users}
+        app = make_app(self, users=users, secure_cookies=http.tls_cert is not None)
         self._runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        ssl_context = None
+        if http.tls_cert is not None and http.tls_key is not None:
+            import ssl
+
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(str(http.tls_cert), str(http.tls_key))
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -390,14 +407,36 @@ class Agent:
                 log.error("health check failed, not petting the watchdog: %s", reason)
             await asyncio.sleep(interval)
 
+    def config_without_secrets(self) -> dict[str, Any]:
+        """The running config for a diagnostics bundle: tokens, passwords and hashes masked."""
+        doc = self.config.model_dump(mode="json")
+
+        def mask(value: Any, key: str = "") -> Any:
+            if isinstance(value, dict):
+                return {k: mask(v, k) for k, v in value.items()}
+            if isinstance(value, list):
+                return [mask(v, key) for v in value]
+            if key in ("token", "api_token", "password", "password_hash") and value is not None:
+                return "***"
+            return value
+
+        return mask(doc)  # type: ignore[no-any-return]
+
+    def recent_logs(self) -> list[str]:
+        return list(self._log_tail.lines)
+
     def _birth(self) -> dict[str, Any]:
         return birth_message(self.config, __version__, self.started_at, {"readers": list(self.readers)})
 
     def mqtt_status(self) -> dict[str, Any]:
         if self.uplink is None:
-            return {"connected": False, "last_error": "disabled in config ([mqtt] enabled = false)", "reconnects": 0}
+            return {"enabled": False, "connected": False, "last_error": "disabled in config ([mqtt] enabled = false)",
+                    "reconnects": 0}
         st = self.uplink.stats()
+        lat = sorted(self.uplink.publish_latency_s[-200:])
         return {
+            "enabled": True,
+            "publish_latency_p50_s": round(lat[len(lat) // 2], 4) if lat else None,
             "connected": st.connected,
             "last_error": st.last_error,
             "reconnects": st.reconnects,
@@ -426,7 +465,8 @@ class Agent:
     async def status(self) -> dict[str, Any]:
         cfg = self.config
         ob = await self.outbox.stats()
-        return {
+        ok, reason = await self._cached_health()
+        doc = {
             "store": cfg.store.id,
             "gateway": cfg.store.gateway,
             "version": __version__,
@@ -458,7 +498,37 @@ class Agent:
                     for s in self.hub.stats()
                 ],
             },
+            "alarms": {"unacknowledged": self.activity.unacknowledged if self.activity else 0},
+            "outbox_ok": ok,
+            "outbox_error": None if ok else reason,
         }
+        doc["health"] = assess(doc)
+        return doc
+
+    async def _cached_health(self) -> tuple[bool, str]:
+        # The status page polls every few seconds: probe the disk at most once per 5 s.
+        at, ok, reason = self._health_cache
+        if time.monotonic() - at > 5.0:
+            ok, reason = await self.health()
+            self._health_cache = (time.monotonic(), ok, reason)
+        return ok, reason
+
+
+class RecentLogs(logging.Handler):
+    """The last log lines, for the diagnostics bundle (bounded)."""
+
+    def __init__(self, keep: int = 500) -> None:
+        super().__init__(logging.INFO)
+        from collections import deque
+
+        self.lines: deque[str] = deque(maxlen=keep)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a logging handler must never raise into the code that logs
+            self.handleError(record)
 
 
 def _probe_port(rc: ReaderConfig) -> str | None:

@@ -32,7 +32,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level")
     check = sub.add_parser("check-config", help="validate a config file; print every problem with its key path")
     check.add_argument("path", type=Path)
+    hp = sub.add_parser("hash-password", help="print a [[http.users]] entry for a staff login (password on stdin)")
+    hp.add_argument("user")
+    hp.add_argument("role", choices=["staff", "admin"])
     return parser
+
+
+def _hash_password(user: str, role: str) -> int:
+    import getpass
+
+    from agent.web.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {user}: ")
+        if password != getpass.getpass("again: "):
+            print("passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("use at least 8 characters", file=sys.stderr)
+        return 1
+    print(f'{{ name = "{user}", role = "{role}", password_hash = "{hash_password(password)}" }}')
+    return 0
 
 
 def _check_config(path: Path) -> int:
@@ -76,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.path)
+    if args.command == "hash-password":
+        return _hash_password(args.user, args.role)
     return _run(args)
 
 

@@ -65,9 +65,27 @@ class StorageConfig(_Section):
     synchronous: Literal["full", "normal"] = "full"
 
 
+class UserConfig(_Section):
+    """A staff login for the status page. Make the hash with `o2o-edge hash-password`."""
+
+    name: Ident
+    password_hash: str = Field(pattern=r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")
+    role: Literal["staff", "admin"] = "staff"  # staff: read-only; admin: actions too
+
+
 class HttpConfig(_Section):
     listen: str = "127.0.0.1:8080"
     api_token: SecretStr | None = None
+    users: list[UserConfig] = Field(default_factory=list)
+    # HTTPS: both or neither. The session cookie is Secure when set.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise PydanticCustomError("tls", "tls_cert and tls_key go together", {})
+        return self
 
     @field_validator("listen")
     @classmethod

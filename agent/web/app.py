@@ -1,6 +1,12 @@
-"""aiohttp application: routes, auth for machine clients, JSON errors.
+"""The aiohttp application: who may see what, and the routes of the staff page, API and metrics.
 
-Handlers read snapshots of the agent and never write to its components.
+    open            /healthz, /login, /static/*, the kiosk routes (their own station tokens)
+    staff login     /  (the page), /api/*, /metrics           (or `Authorization: Bearer <api_token>`)
+    admin           POST /api/actions/*, GET /api/diagnostics (an admin login, or the api_token)
+
+State-changing requests made with a session cookie must carry the session's
+CSRF token in `X-CSRF-Token`. Handlers read snapshots of the agent; the only
+writes are the staff actions, which go through the agent's own methods.
 """
 
 from __future__ import annotations
@@ -14,31 +20,21 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from agent.rules.engine import RulesEngine
+from agent.web.auth import LoginLimiter, Session, SessionStore
 from agent.web.kiosk import add_kiosk_routes, kiosk_paths
-
-KIOSK_PATHS = kiosk_paths()
+from agent.web.staff import add_staff_routes
 
 __all__ = ["AgentView", "make_app"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# Requests to this daemon are small; a big body is an attack or a bug.
+# Requests to this daemon are small; a big body is an attack or a bug (413).
 MAX_REQUEST_BYTES = 64 * 1024
-
-_INDEX = """<!doctype html>
-<html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>o2o-edge</title>
-<body style="font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem">
-<h1>o2o-edge</h1>
-<p>The store gateway agent is running.</p>
-<ul>
-<li><a href="/healthz">/healthz</a>: liveness for systemd and load balancers</li>
-<li><code>GET /api/status</code>: readers, outbox, cloud link
-(send <code>Authorization: Bearer &lt;api_token&gt;</code>)</li>
-</ul>
-</body></html>
-"""
+KIOSK_PATHS = kiosk_paths()
+OPEN_PATHS = ("/healthz", "/login", "/static/")
+COOKIE = "o2o_session"
+SESSION_KEY = web.AppKey("session", object)
 
 
 class AgentView(Protocol):
@@ -50,50 +46,79 @@ class AgentView(Protocol):
     async def health(self) -> tuple[bool, str]: ...
 
 
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _json_error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
-        if exc.status >= 400 and request.path.startswith("/api/"):
-            log.info("http: %s %s -> %d %s", request.method, request.path, exc.status, exc.reason)
-            return _json_error(exc.status, exc.text or exc.reason)
+        if exc.status >= 400:
+            log.info("http: %s %s from %s -> %d %s", request.method, request.path_qs[:200], request.remote,
+                     exc.status, exc.reason)
+            if request.path.startswith("/api/") or exc.status == 413:
+                return _json_error(exc.status, exc.text or exc.reason or "error")
         raise
+    if response.status >= 400:
+        log.info("http: %s %s from %s -> %d", request.method, request.path_qs[:200], request.remote, response.status)
+    return response
 
 
-def _auth(view: AgentView) -> Middleware:
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def session_of(request: web.Request) -> Session | None:
+    value = request.get("session")
+    return value if isinstance(value, Session) else None
+
+
+def _auth(view: AgentView, sessions: SessionStore) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(KIOSK_PATHS):
-            return await handler(request)  # the kiosk routes check their station token themselves
-        if request.path.startswith("/api/") or request.path == "/metrics":
-            token = view.api_token
-            header = request.headers.get("Authorization", "")
-            given = header[7:] if header.startswith("Bearer ") else None
-            if token is None:
-                log.warning("http: %s refused: no [http] api_token configured", request.path)
-                return _json_error(401, "this gateway has no api_token configured")
-            if given is None or not hmac.compare_digest(given.encode(), token.encode()):
-                log.warning("http: %s %s refused from %s: %s", request.method, request.path, request.remote,
-                            "wrong bearer token" if given is not None else "no bearer token")
-                return web.json_response(
-                    {"error": "missing or wrong bearer token"}, status=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="o2o-edge"'},
-                )
+        path = request.path
+        if path.startswith(KIOSK_PATHS) or path.startswith(OPEN_PATHS):
+            return await handler(request)
+        session = sessions.get(request.cookies.get(COOKIE))
+        header = request.headers.get("Authorization", "")
+        bearer = header[7:] if header.startswith("Bearer ") else None
+        token_ok = bool(bearer and view.api_token and hmac.compare_digest(bearer.encode(), view.api_token.encode()))
+        is_api = path.startswith("/api/") or path == "/metrics"
+        if session is None and not token_ok:
+            if bearer is not None:
+                log.warning("http: %s %s refused from %s: wrong bearer token", request.method, path, request.remote)
+            if is_api:
+                return _json_error(401, "log in or send Authorization: Bearer <api_token>",
+                                   **{"WWW-Authenticate": 'Bearer realm="o2o-edge"'})
+            raise web.HTTPFound("/login")
+        if session is not None and not token_ok:
+            request["session"] = session
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                given = request.headers.get("X-CSRF-Token", "")
+                if not hmac.compare_digest(given.encode(), session.csrf.encode()):
+                    log.warning("http: %s %s from %s refused: missing or wrong CSRF token (user %s)",
+                                request.method, path, request.remote, session.user)
+                    return _json_error(403, "missing or wrong CSRF token")
+            if (path.startswith("/api/actions/") or path == "/api/diagnostics") and session.role != "admin":
+                log.warning("http: %s %s refused: user %s is not an admin", request.method, path, session.user)
+                return _json_error(403, "this action needs an admin login")
         return await handler(request)
 
     return middleware
 
 
-def make_app(view: AgentView) -> web.Application:
-    app = web.Application(middlewares=[_errors, _auth(view)], client_max_size=MAX_REQUEST_BYTES)
-
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(text=_INDEX, content_type="text/html")
+def make_app(view: Any, *, users: dict[str, tuple[str, str]] | None = None, secure_cookies: bool = False) -> web.Application:
+    """`users`: name -> (password hash, role)."""
+    sessions = SessionStore()
+    limiter = LoginLimiter()
+    app = web.Application(middlewares=[_errors, _security_headers, _auth(view, sessions)],
+                          client_max_size=MAX_REQUEST_BYTES)
 
     async def healthz(request: web.Request) -> web.Response:
         ok, reason = await view.health()
@@ -102,8 +127,9 @@ def make_app(view: AgentView) -> web.Application:
     async def status(request: web.Request) -> web.Response:
         return web.json_response(await view.status())
 
-    app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/status", status)
     add_kiosk_routes(app, lambda: view.rules, view.api_token)
+    add_staff_routes(app, view, sessions=sessions, limiter=limiter, users=users or {}, cookie=COOKIE,
+                     secure_cookies=secure_cookies, session_of=session_of)
     return app
