@@ -38,6 +38,7 @@ class Activity:
         self._last_sample = clock()
 
     async def run(self) -> None:
+        self.sample()  # a first point at once, so the charts start from now
         sampler = asyncio.create_task(self._sample())
         try:
             async for event in self._sub:

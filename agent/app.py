@@ -135,6 +135,8 @@ class Agent:
             self.uplink = Uplink(cfg, self.outbox, birth=self._birth, on_message=self.downlink.on_message)
             self._tasks.append(asyncio.create_task(supervise("mqtt uplink", self.uplink.run), name="uplink"))
             self._tasks.append(asyncio.create_task(supervise("mqtt downlink", self.downlink.run), name="downlink"))
+        if self.demo and self.local_data.catalog_version == 0:
+            await self._load_demo_catalog()
         await self._start_http()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self.hub.publish(Event("agent.started", cfg.store.gateway, {
@@ -204,6 +206,19 @@ class Agent:
             await asyncio.gather(self._rules_task, return_exceptions=True)
             self._rules_task = None
         self.rules = None
+
+    async def _load_demo_catalog(self) -> None:
+        """--demo: the simulated items get names and prices, so baskets show what a shopper would see."""
+        from drivers.rfid.epc import gtin_check_digit
+        from drivers.rfid.simulator import DEMO_PRODUCTS
+
+        products = [{"gtin": body + str(gtin_check_digit(body)), "name": name, "price": f"{19 + 10 * i}.90"}
+                    for i, (name, body) in enumerate(DEMO_PRODUCTS)]
+        doc = {"version": 1, "currency": "EUR", "products": products}
+        import json
+
+        report = await self.catalog_from_cloud(json.dumps(doc).encode())
+        log.info("demo: catalog of %d products loaded (%s)", len(products), report["status"])
 
     def _effective_readers(self, cfg: Config) -> list[ReaderConfig]:
         readers = list(cfg.rfid.readers)

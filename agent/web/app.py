@@ -34,7 +34,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 KIOSK_PATHS = kiosk_paths()
 OPEN_PATHS = ("/healthz", "/login", "/static/")
 COOKIE = "o2o_session"
-SESSION_KEY = web.AppKey("session", object)
+SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
 
 
 class AgentView(Protocol):
@@ -75,8 +75,7 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
 
 
 def session_of(request: web.Request) -> Session | None:
-    value = request.get("session")
-    return value if isinstance(value, Session) else None
+    return request.get(SESSION_KEY)
 
 
 def _auth(view: AgentView, sessions: SessionStore) -> Middleware:
@@ -98,7 +97,7 @@ def _auth(view: AgentView, sessions: SessionStore) -> Middleware:
                                    **{"WWW-Authenticate": 'Bearer realm="o2o-edge"'})
             raise web.HTTPFound("/login")
         if session is not None and not token_ok:
-            request["session"] = session
+            request[SESSION_KEY] = session
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 given = request.headers.get("X-CSRF-Token", "")
                 if not hmac.compare_digest(given.encode(), session.csrf.encode()):

@@ -25,7 +25,7 @@ function renderStatus(s) {
     tr.append(el("td", `${r.id} (${r.protocol})`));
     const st = el("td", undefined); st.append(el("span", r.state, "state " + r.state));
     if (r.error) st.append(el("div", r.error, "muted"));
-    tr.append(st, el("td", String(r.reads_per_s), "num"), el("td", String(r.tags_in_view), "num"));
+    tr.append(st, el("td", String(r.reads_per_s), "num"), el("td", String(r.tags_in_view), "num hide-narrow"));
     const actions = el("td", undefined, "admin");
     for (const a of ["restart", r.state === "paused" ? "resume" : "pause"]) {
       const b = el("button", a); b.dataset.action = a; b.dataset.reader = r.id;
@@ -50,6 +50,7 @@ function renderStatus(s) {
 }
 
 function spark(svg, values) {
+  if (values.length < 2) { svg.replaceChildren(); svg.setAttribute("aria-label", "collecting"); return; }
   const max = Math.max(1, ...values);
   const pts = values.map((v, i) => `${(i / Math.max(1, values.length - 1)) * 360},${60 - (v / max) * 56}`).join(" ");
   const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
