@@ -603,7 +603,111 @@ def bench_gate() -> list[Figure]:
     return out
 
 
+# -- web -----------------------------------------------------------------------------------------
+
+_HELLO = """
+import sys
+from aiohttp import web
+async def hello(request):
+    return web.json_response({"hello": "world"})
+app = web.Application()
+app.router.add_get("/", hello)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _hammer(url: str, headers: dict[str, str], seconds: float = 4.0, concurrency: int = 16) -> float:
+    import aiohttp
+
+    count = 0
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession() as http:
+
+        async def worker() -> None:
+            nonlocal count
+            while time.perf_counter() < deadline:
+                async with http.get(url, headers=headers) as r:
+                    await r.read()
+                    if r.status == 200:
+                        count += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - t0)
+
+
+async def _wait_http(url: str) -> None:
+    import aiohttp
+
+    for _ in range(200):
+        try:
+            async with aiohttp.ClientSession() as http, http.get(url) as r:
+                if r.status < 500:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+async def _page_weight(base: str) -> int:
+    import aiohttp
+
+    from agent.web.auth import hash_password  # noqa: F401  (the demo users are in the config)
+
+    total = 0
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(f"{base}/login", json={"username": "admin", "password": "demo-admin"}) as r:
+            assert r.status == 200, r.status
+        for path in ("/", "/static/app.css", "/static/app.js", "/api/me", "/api/status", "/api/history", "/api/alarms"):
+            async with http.get(f"{base}{path}") as r:
+                body = await r.read()
+                total += len(body) + sum(len(k) + len(v) + 4 for k, v in r.raw_headers)
+    return total
+
+
+def bench_web() -> list[Figure]:
+    exe = str(Path(sys.executable).with_name("o2o-edge"))
+    with tempfile.TemporaryDirectory() as d:
+        broker = _Broker(Path(d))
+        port = _free_port()
+        cfg = (ROOT / "config" / "demo.toml").read_text()
+        cfg = cfg.replace('path = "../var/demo/o2o-edge.db"', f'path = "{d}/o2o.db"')
+        cfg = cfg.replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{port}"')
+        cfg = cfg.replace("port = 18830", f"port = {broker.port}")
+        cfg = cfg.replace("gone_after_s = 3.0", "gone_after_s = 3.0\nkeep_raw_reads = true")
+        (Path(d) / "demo.toml").write_text(cfg)
+        agent = subprocess.Popen([exe, "run", "--config", f"{d}/demo.toml", "--demo"], stderr=subprocess.DEVNULL)
+        hello_port = _free_port()
+        hello = subprocess.Popen([sys.executable, "-c", _HELLO, str(hello_port)], stderr=subprocess.DEVNULL)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            asyncio.run(_wait_http(f"{base}/healthz"))
+            asyncio.run(_wait_http(f"http://127.0.0.1:{hello_port}/"))
+            time.sleep(2)  # readers feeding, sync running
+            agent_rate = asyncio.run(_hammer(f"{base}/api/status", {"Authorization": "Bearer demo-api-token"}))
+            bare_rate = asyncio.run(_hammer(f"http://127.0.0.1:{hello_port}/", {}))
+            weight = asyncio.run(_page_weight(base))
+        finally:
+            for p in (agent, hello):
+                p.send_signal(signal.SIGTERM)
+                p.wait(10)
+            broker.stop()
+    return [Figure("web: GET /api/status, loaded agent (3 readers, sync)", agent_rate, "req/s", bare_rate,
+                   "bare aiohttp hello-world"),
+            Figure("web: staff page first load (HTML, CSS, JS, API calls)", weight / 1024, "KiB", target="< 100 KB")]
+
+
 BENCHES["mqtt"] = bench_mqtt
+BENCHES["web"] = bench_web
 BENCHES["steady"] = bench_steady
 BENCHES["gate"] = bench_gate
 
