@@ -3,6 +3,7 @@
 const $ = (id) => document.getElementById(id);
 const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; };
 let csrf = null;
+let lastAcked = null;
 
 async function api(path, opts = {}) {
   const headers = Object.assign({}, opts.headers || {});
@@ -39,6 +40,12 @@ function renderStatus(s) {
   $("cloud-age").textContent = fmtAge(s.outbox.oldest_age_s);
   $("cloud-ack").textContent = fmtTime(s.mqtt.last_ack);
   $("cloud-dropped").textContent = s.outbox.dropped.toLocaleString();
+  const acked = s.mqtt.events_acked;
+  if (acked !== undefined) {
+    const now = Date.now();
+    if (lastAcked) $("cloud-rate").textContent = `${Math.max(0, Math.round((acked - lastAcked.n) / ((now - lastAcked.t) / 1000)))} events/s`;
+    lastAcked = { n: acked, t: now };
+  }
   $("config-version").textContent = String(s.config.version);
   $("config-push").textContent = s.config.last_push ? `version ${s.config.last_push.version} ${s.config.last_push.status} at ${fmtTime(s.config.last_push.at)}` : "none";
   $("catalog").textContent = s.catalog ? `version ${s.catalog.version}, ${s.catalog.products} products` : "—";

@@ -174,3 +174,25 @@ def test_sessions_expire_and_limiter_forgets() -> None:
     assert limiter.blocked("1.2.3.4") and not limiter.blocked("5.6.7.8")
     now[0] += 301
     assert not limiter.blocked("1.2.3.4")
+
+
+async def test_https_with_a_configured_certificate(tmp_path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    from tests.agent.sync.test_connection import _cert, _write
+
+    ca_key, ca = _cert("o2o test CA", None, None, ca=True)
+    ca_crt, _ = _write(tmp_path / "ca", ca_key, ca)
+    key, cert = _cert("gateway", ca_key, ca.subject, ca=False, san="127.0.0.1")
+    crt_path, key_path = _write(tmp_path / "https", key, cert)
+    cfg = config(config_factory)
+    http_cfg = cfg.http.model_copy(update={"tls_cert": crt_path, "tls_key": key_path})
+    ra = await start_agent(cfg.model_copy(update={"http": http_cfg}))
+    ctx = ssl.create_default_context(cafile=str(ca_crt))
+    base = f"https://127.0.0.1:{ra.agent.http_port}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.get(f"{base}/healthz", ssl=ctx) as r:
+            assert r.status == 200
+        async with http.post(f"{base}/login", json={"username": "boss", "password": "admin-pass"}, ssl=ctx) as r:
+            assert r.status == 200
+            assert "Secure" in r.headers["Set-Cookie"]
