@@ -21,6 +21,7 @@ from aiohttp import web
 
 from agent import __version__
 from agent.activity import Activity
+from agent.ble import BleRunner
 from agent.catalog import CatalogDoc, LocalData, SoldDoc
 from agent.config import Config, ReaderConfig, load_config, split_host_port
 from agent.config_push import PushedConfigStore, verify_push
@@ -74,6 +75,7 @@ class Agent:
         self.uplink: Uplink | None = None
         self.downlink: Downlink | None = None
         self.rules: RulesEngine | None = None
+        self.ble: BleRunner | None = None
         self._rules_task: asyncio.Task[None] | None = None
         self.local_data = LocalData(config.storage.path.parent / "local.db")
         self._config_lock = asyncio.Lock()
@@ -130,6 +132,9 @@ class Agent:
         for rc in readers:
             self._start_reader(rc, cfg)
 
+        if cfg.ble is not None and cfg.ble.enabled:
+            self.ble = BleRunner(cfg.ble, self.hub, cfg.store.gateway)
+            self._tasks.append(asyncio.create_task(supervise("ble", self.ble.run), name="ble"))
         if cfg.mqtt.enabled:
             self.downlink = Downlink(self)
             self.uplink = Uplink(cfg, self.outbox, birth=self._birth, on_message=self.downlink.on_message)
@@ -504,6 +509,7 @@ class Agent:
             "config": {"version": cfg.version, "path": str(self.config_path) if self.config_path else None,
                        "local_version": self.local_config.version, "last_push": self.last_push},
             "checkout": self.rules.status() if self.rules is not None else None,
+            "ble": self.ble.snapshot() if self.ble is not None else None,
             "catalog": {"version": self.local_data.catalog_version, "products": self.local_data.products,
                         "currency": self.local_data.currency},
             "hub": {

@@ -274,10 +274,37 @@ class BeaconConfig(_Section):
         return self
 
 
+class BleZoneConfig(_Section):
+    """A zone as heard by this gateway's adapter: a beacon is in it while its smoothed RSSI is at least
+    `rssi_enter`, and leaves it only below `rssi_exit` (the gap is the hysteresis that stops flapping)."""
+
+    id: Ident
+    rssi_enter: int = Field(ge=-127, le=20)
+    rssi_exit: int = Field(ge=-127, le=20)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> BleZoneConfig:
+        if self.rssi_exit >= self.rssi_enter:
+            raise PydanticCustomError("hysteresis", "rssi_exit must be below rssi_enter (hysteresis)", {})
+        return self
+
+
 class BleConfig(_Section):
     enabled: bool = True
-    source: str = "hci0"
+    source: str = "hci0"  # an adapter, or "replay:PATH" (btsnoop or pcap; "replay:PATH?fast" for no delays)
     beacons: list[BeaconConfig] = Field(default_factory=list)
+    # Innermost first is not required: a beacon is in the zone with the highest rssi_enter it satisfies.
+    # None configured: one zone "near" (enter -75 dBm, leave below -85 dBm).
+    zones: list[BleZoneConfig] = Field(default_factory=list)
+    dwell_s: float = Field(default=30.0, gt=0, le=86400)  # beacon.dwell after this long in one zone
+    away_s: float = Field(default=10.0, gt=0, le=3600)  # not heard this long: it left
+    path_loss_exponent: float = Field(default=2.5, ge=1.5, le=5.0)  # distance estimate; 2 in free space
+    low_battery_mv: int = Field(default=2500, ge=0, le=5000)  # Eddystone TLM below this: alert
+    # Identifiers of people (the loyalty app's iBeacon UUID): resolved only with consent, else hashed.
+    person_uuids: list[str] = Field(default_factory=list)
+    opted_in: list[str] = Field(default_factory=list)  # "uuid:major:minor" of people who consented
+    # Count unknown advertisers (always) and also keep them as events (off: privacy and volume).
+    keep_unknown: bool = False
 
 
 class PortalConfig(_Section):

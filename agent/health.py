@@ -47,6 +47,13 @@ def assess(status: dict[str, Any], *, now: float | None = None) -> dict[str, Any
             amber.append(f"Reader {r['id']} {state} since {since}.")
     if readers and all(r["state"] in ("offline", "silent") for r in readers):
         red.append("No RFID reader is working: self-checkout and the exit gate are blind.")
+    ble = status.get("ble")
+    if ble and ble.get("state") not in ("ok", "starting"):
+        amber.append(f"Bluetooth beacons not heard: {ble.get('reason') or ble.get('state')}.")
+    for b in (ble or {}).get("beacons", []):
+        health = b.get("health") or {}
+        if health.get("battery_mv") is not None and health["battery_mv"] < status.get("ble_low_battery_mv", 2500):
+            amber.append(f"Beacon {b['id']} battery low ({health['battery_mv']} mV): replace it.")
     mqtt = status.get("mqtt", {})
     outbox = status.get("outbox", {})
     if mqtt.get("enabled", True) and not mqtt.get("connected"):

@@ -1,0 +1,195 @@
+"""Where advertising reports come from: an adapter (scapy's HCI socket) or a capture file.
+
+One small interface, two backends chosen by the config's `[ble] source` (as bleak picks a backend):
+"hci0" opens the adapter, "replay:PATH" replays a btsnoop or pcap file. Each runs its blocking I/O on
+its own thread and hands HCI event packets to the event loop. Only the adapter backend imports scapy,
+and only when it starts, so a gateway without BLE never pays for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from drivers.ble.captures import CaptureError, read_capture
+
+__all__ = ["AdvertSource", "HciSource", "ReplaySource", "make_source"]
+
+log = logging.getLogger(__name__)
+
+# LE Set Scan Parameters / Enable (Core 5.x Vol 4 Part E 7.8.10, 7.8.11): passive, 10 ms interval and window,
+# public own address, accept all; duplicates NOT filtered, so every advert gives an RSSI sample.
+OGF_LE = 0x08
+OCF_SET_SCAN_PARAMETERS = 0x000B
+OCF_SET_SCAN_ENABLE = 0x000C
+SCAN_PARAMETERS = bytes((0x00, 0x10, 0x00, 0x10, 0x00, 0x00, 0x00))
+SCAN_ENABLE = bytes((0x01, 0x00))
+SCAN_DISABLE = bytes((0x00, 0x00))
+
+
+class AdvertSource:
+    """Hands (time, H4 event packet) to `on_packet` and its state ("ok" or a reason) to `on_state`, on the loop.
+
+    The time is the source's clock: the wall clock for an adapter and a replay at recorded speed, the
+    capture's own timestamps for a replay as fast as possible (so a replay decides exactly as live did).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_packet: Callable[[float, bytes], None],
+                 on_state: Callable[[str, str | None], None]) -> None:
+        self._loop = loop
+        self._on_packet = on_packet
+        self._on_state = on_state
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"ble-{type(self).__name__}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def live_clock(self) -> bool:
+        """Whether the packet times follow the wall clock (so the consumer may also tick on its own)."""
+        return True
+
+    def _deliver(self, ts: float, packet: bytes) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_packet, ts, packet)
+
+    def _state(self, state: str, reason: str | None = None) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_state, state, reason)
+
+    def _run(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class ReplaySource(AdvertSource):
+    """Replays a capture, at recorded speed (default) or as fast as possible; optionally in a loop."""
+
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop, on_packet: Callable[[float, bytes], None],
+                 on_state: Callable[[str, str | None], None], *, speed: float = 1.0, repeat: bool = False) -> None:
+        super().__init__(loop, on_packet, on_state)
+        self.path = path
+        self.speed = speed  # 0: as fast as possible
+        self.repeat = repeat
+        self.done = threading.Event()
+
+    @property
+    def live_clock(self) -> bool:
+        return self.speed > 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with open(self.path, "rb") as f:
+                    self._state("ok")
+                    first: float | None = None
+                    started, wall = time.monotonic(), time.time()
+                    for packet in read_capture(f):
+                        if self._stop.is_set():
+                            return
+                        if self.speed > 0:
+                            first = packet.ts if first is None else first
+                            offset = (packet.ts - first) / self.speed
+                            delay = offset - (time.monotonic() - started)
+                            if delay > 0 and self._stop.wait(delay):
+                                return
+                            self._deliver(wall + offset, packet.h4)
+                        else:
+                            self._deliver(packet.ts, packet.h4)
+            except FileNotFoundError:
+                self._state("missing", f"capture file {self.path} not found")
+            except (OSError, CaptureError) as exc:
+                self._state("error", f"capture {self.path}: {exc}")
+            self.done.set()
+            if not self.repeat or self._stop.wait(1.0):
+                return
+
+
+class HciSource(AdvertSource):
+    """Scans on a local adapter through scapy's BluetoothHCISocket; recovers when the adapter comes back."""
+
+    def __init__(self, adapter: str, loop: asyncio.AbstractEventLoop, on_packet: Callable[[float, bytes], None],
+                 on_state: Callable[[str, str | None], None]) -> None:
+        super().__init__(loop, on_packet, on_state)
+        self.adapter = adapter
+        if not adapter.startswith("hci") or not adapter[3:].isdigit():
+            raise ValueError(f"adapter must look like hci0, got {adapter!r}")
+        self.dev = int(adapter[3:])
+
+    def _run(self) -> None:
+        delay = 1.0
+        last: str | None = None
+        while not self._stop.is_set():
+            try:
+                self._scan()
+                delay = 1.0
+            except Exception as exc:  # the adapter vanished, reset, or we lack permission: say what, retry
+                reason = _explain(exc, self.adapter)
+                if reason != last:  # one log line and one state change per distinct problem
+                    log.warning("ble: %s", reason)
+                    last = reason
+                    self._state("unavailable", reason)
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+
+    def _scan(self) -> None:
+        from scapy.layers.bluetooth import BluetoothHCISocket  # heavy: only when BLE scanning really starts
+
+        sock = BluetoothHCISocket(self.dev)  # type: ignore[no-untyped-call]
+        try:
+            for ocf, params in ((OCF_SET_SCAN_ENABLE, SCAN_DISABLE), (OCF_SET_SCAN_PARAMETERS, SCAN_PARAMETERS),
+                                (OCF_SET_SCAN_ENABLE, SCAN_ENABLE)):
+                opcode = (OGF_LE << 10) | ocf
+                sock.ins.send(bytes((0x01,)) + opcode.to_bytes(2, "little") + bytes((len(params),)) + params)
+            self._state("ok")
+            sock.ins.settimeout(0.5)
+            while not self._stop.is_set():
+                try:
+                    data = sock.ins.recv(1024)
+                except TimeoutError:
+                    continue
+                if data:
+                    self._deliver(time.time(), bytes(data))
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _explain(exc: BaseException, adapter: str) -> str:
+    if isinstance(exc, PermissionError) or getattr(exc, "errno", None) in (errno.EPERM, errno.EACCES):
+        return (f"no permission to scan on {adapter}: the service needs CAP_NET_RAW and CAP_NET_ADMIN "
+                "(AmbientCapabilities in systemd/o2o-edge.service)")
+    if getattr(exc, "errno", None) in (errno.ENODEV, errno.ENXIO, errno.EADDRNOTAVAIL):
+        return f"adapter {adapter} not found or down (check `hciconfig {adapter}` / `bluetoothctl show`)"
+    if getattr(exc, "errno", None) == errno.EAFNOSUPPORT:
+        return "this kernel has no Bluetooth support (AF_BLUETOOTH)"
+    if isinstance(exc, AttributeError) and "AF_BLUETOOTH" in str(exc):
+        return ("this Python was built without Bluetooth sockets (AF_BLUETOOTH): "
+                "run o2o-edge on Debian's python3, which has them")
+    if isinstance(exc, ImportError):
+        return f"scapy's Bluetooth layer is unavailable: {exc}"
+    return f"{adapter}: {type(exc).__name__}: {exc}"
+
+
+def make_source(source: str, loop: asyncio.AbstractEventLoop, on_packet: Callable[[float, bytes], None],
+                on_state: Callable[[str, str | None], None]) -> AdvertSource:
+    if source.startswith("replay:"):
+        spec = source[len("replay:"):]
+        fast = spec.endswith("?fast")
+        path = Path(spec.removesuffix("?fast"))
+        return ReplaySource(path, loop, on_packet, on_state, speed=0 if fast else 1.0)
+    return HciSource(source, loop, on_packet, on_state)
