@@ -11,9 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["AltBeacon", "Beacon", "BeaconError", "EddystoneEid", "EddystoneTlm", "EddystoneUid", "EddystoneUrl",
-           "encode_eddystone_tlm", "encode_eddystone_uid", "encode_ibeacon",
-           "IBeacon", "decode"]
+__all__ = [
+    "AltBeacon",
+    "Beacon",
+    "BeaconError",
+    "EddystoneEid",
+    "EddystoneTlm",
+    "EddystoneUid",
+    "EddystoneUrl",
+    "IBeacon",
+    "decode",
+    "encode_eddystone_tlm",
+    "encode_eddystone_uid",
+    "encode_ibeacon",
+]
 
 AD_MANUFACTURER: Final = 0xFF
 AD_SERVICE_DATA_16: Final = 0x16
@@ -209,6 +220,6 @@ def encode_eddystone_uid(namespace: str, instance: str, tx_power: int) -> bytes:
 
 
 def encode_eddystone_tlm(battery_mv: int, temperature_c: float, adv_count: int, uptime_s: float) -> bytes:
-    temp = int(round(temperature_c * 256)).to_bytes(2, "big", signed=True)
+    temp = round(temperature_c * 256).to_bytes(2, "big", signed=True)
     return _eddystone_ad(b"\x20\x00" + battery_mv.to_bytes(2, "big") + temp + adv_count.to_bytes(4, "big")
                          + int(uptime_s * 10).to_bytes(4, "big"))

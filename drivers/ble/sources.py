@@ -9,6 +9,7 @@ and only when it starts, so a gateway without BLE never pays for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import threading
@@ -145,7 +146,9 @@ class HciSource(AdvertSource):
             delay = min(delay * 2, 30.0)
 
     def _scan(self) -> None:
-        from scapy.layers.bluetooth import BluetoothHCISocket  # heavy: only when BLE scanning really starts
+        from scapy.layers.bluetooth import (
+            BluetoothHCISocket,  # heavy: only when BLE scanning really starts
+        )
 
         sock = BluetoothHCISocket(self.dev)  # type: ignore[no-untyped-call]
         try:
@@ -163,10 +166,8 @@ class HciSource(AdvertSource):
                 if data:
                     self._deliver(time.time(), bytes(data))
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
 
 def _explain(exc: BaseException, adapter: str) -> str:

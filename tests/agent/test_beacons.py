@@ -164,5 +164,5 @@ async def test_missing_adapter_or_capture_is_a_clear_status(config_factory, star
     await ra.stop()
     rb = await start_agent(config_factory(ble={"source": "hci7"}, mqtt={"enabled": False}))
     await wait_for(lambda: rb.agent.ble.state == "unavailable", 5)
-    assert rb.agent.ble.reason and "hci7" in rb.agent.ble.reason or "Bluetooth" in (rb.agent.ble.reason or "")
+    assert (rb.agent.ble.reason and "hci7" in rb.agent.ble.reason) or "Bluetooth" in (rb.agent.ble.reason or "")
     assert (await rb.agent.status())["outbox"] is not None  # the rest of the daemon carries on
