@@ -125,7 +125,7 @@ class Agent:
         self.activity = Activity(self.hub, lambda: self.outbox.depth)
         self._tasks.append(asyncio.create_task(supervise("staff page feed", self.activity.run), name="activity"))
         self._writer_task = asyncio.create_task(self.outbox.run_writer(self._outbox_sub), name="outbox-writer")
-        self._tasks.append(asyncio.create_task(self._log_events(), name="event-log"))
+        self._tasks.append(asyncio.create_task(supervise("event log", self._log_events), name="event-log"))
 
         self._start_rules(cfg)
         readers = self._effective_readers(cfg)
@@ -143,14 +143,15 @@ class Agent:
         if self.demo and self.local_data.catalog_version == 0:
             await self._load_demo_catalog()
         await self._start_http()
-        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(supervise("housekeeping", self._housekeeping), name="housekeeping"))
         self.hub.publish(Event("agent.started", cfg.store.gateway, {
             "version": __version__, "config_version": cfg.version, "readers": [r.id for r in readers],
         }))
         self.notifier.ready(f"{len(readers)} reader(s), outbox depth {self.outbox.depth}")
         interval = watchdog_interval_s()
         if interval:
-            self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+            self._tasks.append(asyncio.create_task(supervise("watchdog", lambda: self._watchdog(interval)),
+                                                   name="watchdog"))
         self.ready.set()
         log.info("ready: %d reader(s), http on %s, outbox %s", len(readers), cfg.http.listen, cfg.storage.path)
 

@@ -55,6 +55,8 @@ def verify_push(payload: bytes, local: Config, running: Config) -> Config:
         document = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _problems(("", f"not JSON: {exc}")) from exc
+    except RecursionError as exc:
+        raise _problems(("", "JSON nested too deeply")) from exc
     if not isinstance(document, dict):
         raise _problems(("", "expected a JSON object (the whole config document)"))
     key = local.mqtt.config_public_key

@@ -47,6 +47,10 @@ class ConfigError(O2OEdgeError):
 class StorageError(O2OEdgeError):
     """The outbox database failed; the original sqlite3 error is the __cause__."""
 
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
 
 class DriverError(O2OEdgeError):
     """A device driver failed in a way its transport could not absorb."""

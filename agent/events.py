@@ -82,7 +82,9 @@ class Event:
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON of the contract form."""
-        return orjson.dumps(self.to_dict())
+        # default=str: a value orjson cannot encode (a Decimal, a Path) becomes its string, never an exception
+        # that would take the outbox writer and its whole batch down.
+        return orjson.dumps(self.to_dict(), default=str)
 
 
 class EventModel(BaseModel):

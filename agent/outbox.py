@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     size     INTEGER NOT NULL,                   -- len(body) in bytes; what the cap counts
     body     BLOB    NOT NULL                    -- the event's contract JSON, UTF-8
 );
+CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (priority, seq);
 """
 
 
@@ -110,6 +111,10 @@ class OutboxStats:
     write_errors: int
     disk_bytes: int
     max_bytes: int
+
+
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)  # SQLITE_FULL
 
 
 @dataclass(slots=True)
@@ -252,6 +257,9 @@ class Outbox:
                     self.write_errors += 1
                     self.last_error = str(exc)
                     log.error("outbox: commit of %d event(s) failed, retrying in %.1fs: %s", len(batch), delay, exc)
+                    if exc.disk_full:
+                        # The disk filled before our cap did: make room the way the cap would, by priority.
+                        await self._make_room(max(self._bytes // 10, 1024 * 1024))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _RETRY_MAX_S)
 
@@ -278,37 +286,71 @@ class Outbox:
                 dropped = self._enforce_cap(conn, self._bytes + size)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (disk full): keep the original error, not "no transaction".
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StorageError(f"outbox write failed: {exc}") from exc
+            raise StorageError(f"outbox write failed: {exc}", disk_full=_is_disk_full(exc)) from exc
         return _CommitResult(len(rows), size, last_seq, dropped)
 
-    def _enforce_cap(self, conn: sqlite3.Connection, total: int) -> list[DropCandidate]:
-        if total <= self.max_bytes:
-            return []
-        excess = total - int(self.max_bytes * LOW_WATER)
+    def _enforce_cap(self, conn: sqlite3.Connection, total: int, *, excess: int | None = None) -> list[DropCandidate]:
+        if excess is None:
+            if total <= self.max_bytes:
+                return []
+            excess = total - int(self.max_bytes * LOW_WATER)
         candidates: list[DropCandidate] = []
         covered = 0
         for priority in sorted(Priority):
-            for seq, size in conn.execute(
-                "SELECT seq, size FROM outbox WHERE priority = ? ORDER BY seq LIMIT ?", (int(priority), _DROP_SCAN)
-            ):
-                candidates.append(DropCandidate(seq, int(priority), size))
-                covered += size
+            after = 0
+            while covered < excess:
+                chunk = conn.execute(
+                    "SELECT seq, size FROM outbox WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (int(priority), after, _DROP_SCAN),
+                ).fetchall()
+                if not chunk:
+                    break
+                for seq, size in chunk:
+                    candidates.append(DropCandidate(seq, int(priority), size))
+                    covered += size
+                    after = seq
             if covered >= excess:
                 break
         chosen = plan_drops(candidates, excess)
         conn.executemany("DELETE FROM outbox WHERE seq = ?", [(c.seq,) for c in chosen])
         return chosen
 
-    def _apply_commit(self, result: _CommitResult) -> None:
+    async def _make_room(self, nbytes: int) -> None:
+        try:
+            dropped = await self._on_writer(self._drop_bytes, nbytes)
+        except StorageError as exc:
+            log.error("outbox: could not make room on a full disk: %s", exc)
+            return
+        self._apply_commit(_CommitResult(0, 0, self._last_seq, dropped), reason="disk full")
+
+    def _drop_bytes(self, nbytes: int) -> list[DropCandidate]:
+        assert self._wconn is not None
+        conn = self._wconn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                dropped = self._enforce_cap(conn, self._bytes, excess=nbytes)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox drop failed: {exc}") from exc
+        return dropped
+
+    def _apply_commit(self, result: _CommitResult, *, reason: str = "over its cap") -> None:
         was_empty = self._depth == 0
         self._depth += result.rows
         self._bytes += result.bytes
         self._last_seq = result.last_seq
         self.committed += result.rows
-        self.commits += 1
+        self.commits += 1 if result.rows else 0
         if result.dropped:
             by_prio: dict[str, int] = {}
             freed = 0
@@ -322,8 +364,8 @@ class Outbox:
             self._bytes -= freed
             self._oldest = None  # recomputed lazily
             log.warning(
-                "outbox: over its cap of %d bytes, dropped %d event(s) (%s), %d bytes; total dropped %d",
-                self.max_bytes, len(result.dropped),
+                "outbox: %s (cap %d bytes), dropped %d event(s) (%s), %d bytes; total dropped %d",
+                reason, self.max_bytes, len(result.dropped),
                 ", ".join(f"{k} {v}" for k, v in sorted(by_prio.items())), freed, self.dropped,
             )
         elif was_empty:
@@ -365,11 +407,7 @@ class Outbox:
         seq_list = sorted(set(seqs))
         if not seq_list:
             return 0
-        removed, freed = await self._on_writer(self._ack, seq_list)
-        self._depth -= removed
-        self._bytes -= freed
-        self.acked += removed
-        self._oldest = None
+        removed, _ = await self._on_writer_applied(self._ack, seq_list)
         return removed
 
     def _ack(self, seqs: list[int]) -> tuple[int, int]:
@@ -395,12 +433,25 @@ class Outbox:
 
     async def ack_range(self, first: int, last: int) -> int:
         """Delete rows first..last (a batch as `take` returned it: no other rows lie in between)."""
-        removed, freed = await self._on_writer(self._ack_range, first, last)
+        removed, _ = await self._on_writer_applied(self._ack_range, first, last)
+        return removed
+
+    def _apply_ack(self, removed: int, freed: int) -> None:
         self._depth -= removed
         self._bytes -= freed
         self.acked += removed
         self._oldest = None
-        return removed
+
+    async def _on_writer_applied(self, fn: Callable[..., tuple[int, int]], *args: Any) -> tuple[int, int]:
+        """Run a delete on the writer thread; its counters move even if the caller is cancelled meanwhile."""
+        fut = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+        def done(f: asyncio.Future[tuple[int, int]]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self._apply_ack(*f.result())
+
+        fut.add_done_callback(done)
+        return await asyncio.shield(fut)
 
     def _ack_range(self, first: int, last: int) -> tuple[int, int]:
         assert self._wconn is not None

@@ -207,6 +207,8 @@ class ReaderRunner:
             self._publish_gone(tag, "timeout")
         if self._port_open and not self._paused:
             cfg = self.config
+            if self.session.polled and now - self._last_frame >= max(0.5, 3 * cfg.poll_interval_s):
+                self.session.response_timeout()  # an answer was lost: do not wait for the silence timeout
             if self.session.polled and now - self._last_poll >= cfg.poll_interval_s:
                 self._last_poll = now
                 self.session.poll()

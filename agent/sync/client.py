@@ -105,6 +105,8 @@ class MqttClient:
         self._pending_sub: dict[int, asyncio.Future[None]] = {}
         self._misc_task: asyncio.Task[None] | None = None
         self._sock: Any = None
+        self._abandoned = False
+        self.max_packet_size: int | None = None  # the broker's Maximum Packet Size (MQTT 5 CONNACK), if it says  # set by _teardown: a connect() still running on its thread must not go live
 
     # -- public --------------------------------------------------------------------------------
 
@@ -166,9 +168,8 @@ class MqttClient:
         if qos == 0:
             return
         assert self._loop is not None
-        fut = self._pending_pub.get(info.mid)
-        if fut is None:
-            fut = self._pending_pub[info.mid] = self._loop.create_future()
+        # paho only queues here (the loop writes later), so the PUBACK cannot arrive before this line.
+        fut = self._pending_pub[info.mid] = self._loop.create_future()
         try:
             async with asyncio.timeout(ack_timeout):
                 await fut
@@ -202,6 +203,9 @@ class MqttClient:
         self._loop.call_soon_threadsafe(self._add_reader, sock)
 
     def _add_reader(self, sock: Any) -> None:
+        if self._abandoned:
+            self._paho._sock_close()  # the connect timed out meanwhile: never send its CONNECT
+            return
         if self._loop is not None and self._sock is sock:
             self._loop.add_reader(sock, self._do_read)
             if self._paho.want_write():
@@ -215,7 +219,7 @@ class MqttClient:
         self._sock = None
 
     def _cb_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if self._loop is None:
+        if self._loop is None or (self._abandoned and self._loop_is_current() and client.socket() is None):
             return
         if self._loop_is_current():
             self._loop.add_writer(sock, self._do_write)
@@ -260,6 +264,7 @@ class MqttClient:
         if reason.is_failure:
             fut.set_exception(MqttError(f"broker refused the connection: {reason}"))
         else:
+            self.max_packet_size = getattr(props, "MaximumPacketSize", None) if props is not None else None
             fut.set_result(None)
 
     def _cb_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
@@ -267,12 +272,8 @@ class MqttClient:
 
     def _cb_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
         fut = self._pending_pub.get(mid)
-        if fut is None:
-            # The PUBACK can beat publish() to registering its future (paho writes in publish()).
-            if self._loop is not None:
-                fut = self._pending_pub[mid] = self._loop.create_future()
-            else:
-                return
+        if fut is None or fut.done():  # a PUBACK nobody waits for any more (publish() timed out)
+            return
         if fut.done():
             return
         if reason.is_failure:
@@ -296,6 +297,7 @@ class MqttClient:
             self._on_message(Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), props))
 
     def _teardown(self, reason: str) -> None:
+        self._abandoned = True
         if self._misc_task is not None and self._misc_task is not _current_task():
             self._misc_task.cancel()
         self._misc_task = None

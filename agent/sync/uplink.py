@@ -42,6 +42,10 @@ __all__ = ["Uplink", "UplinkStats", "encode_batch"]
 
 log = logging.getLogger(__name__)
 
+# A connection that lasted this long was healthy: the next reconnect starts from the minimum delay again.
+_STABLE_S = 30.0
+# MQTT fixed header, topic and properties take a little room next to the payload.
+_PACKET_OVERHEAD = 512
 # How long the pump sleeps when the outbox is empty before looking again (new commits wake it earlier).
 _IDLE_WAIT_S = 1.0
 CONTENT_TYPES = {
@@ -101,6 +105,7 @@ class Uplink:
         self.batches_acked = 0
         self.events_acked = 0
         self.batches_redelivered = 0
+        self.too_large = 0  # events dropped because they exceed the broker's Maximum Packet Size
         self._inflight = 0
         self._cursor = 0
         self._resync = asyncio.Event()
@@ -148,15 +153,16 @@ class Uplink:
         first = True
         while True:
             client = self._make_client()
+            connected_at: float | None = None
             try:
                 await client.connect()
+                connected_at = time.monotonic()
                 self.client = client
                 if not first:
                     self.reconnects += 1
                 first = False
                 self.last_error = None
                 self.connected_since = time.time()
-                delay = cfg.reconnect_min_s
                 log.info("mqtt: connected to %s:%d", cfg.host, cfg.port)
                 await client.publish(self.topics.state, orjson.dumps(self._birth()), retain=True)
                 await client.subscribe([(t, 1) for t in self.topics.downlink])
@@ -177,6 +183,8 @@ class Uplink:
                 self.connected_since = None
                 with contextlib.suppress(Exception):
                     await client.disconnect()
+            if connected_at is not None and time.monotonic() - connected_at >= _STABLE_S:
+                delay = cfg.reconnect_min_s  # it worked for a while: reconnect quickly; else keep backing off
             wait = delay * random.uniform(0.5, 1.0)  # full jitter: a fleet does not reconnect in lockstep
             await asyncio.sleep(wait)
             delay = min(delay * 2, cfg.reconnect_max_s)
@@ -221,8 +229,21 @@ class Uplink:
                     # In-flight batches keep their futures; resending may duplicate them (at-least-once).
                     self.batches_redelivered += len(tasks)
                     self._cursor = 0
-                rows = await self.outbox.take(self._cursor, cfg.batch_max_events, cfg.batch_max_bytes)
+                known = self.outbox.last_seq  # every row <= known is committed and visible to take()
+                max_bytes = cfg.batch_max_bytes
+                if client.max_packet_size:
+                    max_bytes = min(max_bytes, client.max_packet_size - _PACKET_OVERHEAD)
+                rows = await self.outbox.take(self._cursor, cfg.batch_max_events, max_bytes)
+                if len(rows) == 1 and len(rows[0].body) > max_bytes:
+                    # One event larger than the broker accepts would block the queue forever: drop it, loudly.
+                    self.too_large += 1
+                    log.error("mqtt: event %s (%s, %d bytes) exceeds the broker's packet limit; dropped",
+                              rows[0].id, rows[0].kind, len(rows[0].body))
+                    await self.outbox.ack_range(rows[0].seq, rows[0].seq)
+                    self._cursor = rows[0].seq
+                    continue
                 if not rows:
+                    self._cursor = max(self._cursor, known)  # nothing left in (cursor, known]
                     waiter: asyncio.Future[Any] = asyncio.ensure_future(
                         self.outbox.wait_for_rows(self._cursor, _IDLE_WAIT_S))
                     watched: set[asyncio.Future[Any]] = {waiter, failed, client.disconnected}

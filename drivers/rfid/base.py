@@ -192,6 +192,9 @@ class ReaderSession(_Codec):
     def pause(self) -> None:
         """Queue what stops the reader streaming (it is resumed with `start`)."""
 
+    def response_timeout(self) -> None:
+        """The caller waited too long for an answer: forget it, so the next poll() is not held back."""
+
 
 class ReaderEmulator(_Codec):
     """The device side, for simulators: answers commands and reports the tags in its field."""

@@ -244,6 +244,11 @@ class Session(ReaderSession):
         if not self.polled:
             self._send(build_command(OP_MULTI_PROTOCOL, STOP_READING_DATA))
 
+    def response_timeout(self) -> None:
+        if self.booted:
+            self._steps.clear()
+            self._waiting = None
+
     def poll(self) -> None:
         if not self.booted or self._waiting is not None:
             return  # still booting, or the previous inventory is not answered yet

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # A read returns at least this often so the thread can write and notice stop().
 _READ_TIMEOUT_S = 0.02
+# A port that stayed open this long counts as working: its next failure restarts the backoff.
+_STABLE_S = 5.0
 # Bytes waiting for the loop; a stalled loop must not let a chatty reader eat the gateway's memory.
 MAX_PENDING_BYTES = 1 << 20
 
@@ -124,13 +126,15 @@ class SerialTransport:
                 self._stop.wait(self._backoff.next())
                 continue
             self.opens += 1
-            self._backoff.reset()
+            opened_at = time.monotonic()
             self._out.clear()  # commands queued for a previous connection are stale
             self._report(PortState(True))
             try:
                 self._pump(port)
                 last_error = None
             except (serial.SerialException, OSError) as exc:
+                if time.monotonic() - opened_at >= _STABLE_S:
+                    self._backoff.reset()  # it worked for a while: a fresh failure retries quickly
                 last_error = _describe(exc)
                 self._report(PortState(False, last_error))
             finally:

@@ -171,6 +171,9 @@ class Session(ReaderSession):
         if not self.polled:
             self._send(build_command(self.address, CMD_SET_WORK_MODE, ANSWER_MODE))
 
+    def response_timeout(self) -> None:
+        self._inventory_running = False
+
     def poll(self) -> None:
         # The reader loses a command sent while it still executes the previous one (manual section 2).
         if self._inventory_running:
