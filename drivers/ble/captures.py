@@ -1,6 +1,7 @@
 """Capture files of HCI traffic: btsnoop (what `btmon -w` writes) and pcap, read and written.
 
-btsnoop: a 16-byte header ("btsnoop\\0", version 1, datalink 1001 = HCI un-encapsulated or 1002 = HCI UART H4),
+btsnoop: a 16-byte header ("btsnoop\\0", version 1, datalink 1001 = HCI un-encapsulated, 1002 = HCI UART H4,
+or 2001 = BlueZ monitor, which is what `btmon -w` writes),
 then records: original length, included length, flags, cumulative drops (4 bytes each, big-endian) and a
 64-bit timestamp in microseconds since 0 AD; flags bit 0 = received, bit 1 = command/event.
 pcap: link types 187 (Bluetooth HCI H4) and 201 (H4 with a 4-byte direction pseudo-header).
@@ -19,6 +20,10 @@ __all__ = ["CaptureError", "CapturedPacket", "read_capture", "write_btsnoop"]
 BTSNOOP_MAGIC: Final = b"btsnoop\x00"
 DATALINK_HCI: Final = 1001
 DATALINK_H4: Final = 1002
+# What `btmon -w` writes (BlueZ src/shared/btsnoop.h BTSNOOP_FORMAT_MONITOR): flags = adapter index << 16 |
+# opcode, data without the H4 byte; opcode 3 is an HCI event.
+DATALINK_MONITOR: Final = 2001
+_MONITOR_EVENT: Final = 3
 # Microseconds from 0 AD (nominal Gregorian) to 1970-01-01, as BlueZ's src/shared/btsnoop.c uses.
 BTSNOOP_EPOCH_DELTA: Final = 0x00DCDDB30F2F8000
 PCAP_MAGICS: Final = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -53,8 +58,8 @@ def _btsnoop(f: BinaryIO, head: bytes) -> Iterator[CapturedPacket]:
     if len(head) < 16:
         raise CaptureError("btsnoop header truncated")
     version, datalink = struct.unpack(">II", head[8:16])
-    if version != 1 or datalink not in (DATALINK_HCI, DATALINK_H4):
-        raise CaptureError(f"btsnoop version {version} / datalink {datalink} not supported (1 / 1001 or 1002)")
+    if version != 1 or datalink not in (DATALINK_HCI, DATALINK_H4, DATALINK_MONITOR):
+        raise CaptureError(f"btsnoop version {version} / datalink {datalink} not supported (1 / 1001, 1002, 2001)")
     while True:
         rec = f.read(24)
         if not rec:
@@ -67,7 +72,11 @@ def _btsnoop(f: BinaryIO, head: bytes) -> Iterator[CapturedPacket]:
         data = f.read(incl)
         if len(data) < incl:
             raise CaptureError("btsnoop record truncated")
-        if datalink == DATALINK_HCI:
+        if datalink == DATALINK_MONITOR:
+            if flags & 0xFFFF != _MONITOR_EVENT:
+                continue  # index and system notes, commands, ACL: not advertising reports
+            data = b"\x04" + data
+        elif datalink == DATALINK_HCI:
             # Un-encapsulated: the type comes from the flags (bit 1 set + received = an event).
             ptype = 0x04 if flags & 0x03 == 0x03 else 0x01 if flags & 0x02 else 0x02
             data = bytes((ptype,)) + data

@@ -118,6 +118,17 @@ def test_btsnoop_round_trip_and_datalink_1001() -> None:
     assert out == packets
 
 
+def test_btmon_monitor_format_2001() -> None:
+    # BlueZ btsnoop.h BTSNOOP_FORMAT_MONITOR: flags = index << 16 | opcode (3 = event), data without the H4 byte.
+    event = encode_adv_report("C0:00:00:00:00:01", b"", -50)
+    head = b"btsnoop\x00" + struct.pack(">II", 1, 2001)
+    note = struct.pack(">IIIIq", 5, 5, 12, 0, 0x00DCDDB30F2F8000) + b"hello"  # a system note: skipped
+    rec = struct.pack(">IIIIq", len(event) - 1, len(event) - 1, (0 << 16) | 3, 0,
+                      0x00DCDDB30F2F8000 + 1_700_000_000_000_000) + event[1:]
+    (p,) = list(read_capture(io.BytesIO(head + note + rec)))
+    assert p.h4 == event and p.ts == 1_700_000_000.0
+
+
 def test_pcap_with_phdr() -> None:
     h4 = encode_adv_report("C0:00:00:00:00:01", b"", -50)
     head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 201)
