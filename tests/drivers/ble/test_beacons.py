@@ -13,6 +13,8 @@ Sources:
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -141,7 +143,5 @@ def test_fuzz_decode_returns_or_raises_beacon_error(data: bytes) -> None:
         structures = parse_ad(data)
     except HciError:
         return
-    try:
+    with contextlib.suppress(BeaconError):
         decode(structures)
-    except BeaconError:
-        pass
