@@ -133,7 +133,10 @@ class Agent:
             self._start_reader(rc, cfg)
 
         if cfg.ble is not None and cfg.ble.enabled:
-            self.ble = BleRunner(cfg.ble, self.hub, cfg.store.gateway)
+            ble_cfg = cfg.ble
+            if self.demo and ble_cfg.source.startswith("replay:"):
+                ble_cfg = self._demo_capture(ble_cfg)
+            self.ble = BleRunner(ble_cfg, self.hub, cfg.store.gateway)
             self._tasks.append(asyncio.create_task(supervise("ble", self.ble.run), name="ble"))
         if cfg.mqtt.enabled:
             self.downlink = Downlink(self)
@@ -212,6 +215,19 @@ class Agent:
             await asyncio.gather(self._rules_task, return_exceptions=True)
             self._rules_task = None
         self.rules = None
+
+    def _demo_capture(self, ble: Any) -> Any:
+        """--demo: the BLE replay capture is made from the project's own encoders if it is not there."""
+        from drivers.ble.simulate import write_demo_capture
+
+        spec, _, query = ble.source[len("replay:"):].partition("?")
+        path = Path(spec)
+        if not path.is_absolute() and self.config_path is not None:
+            path = (self.config_path.parent / path).resolve()
+        if not path.exists():
+            write_demo_capture(path)
+            log.info("demo: wrote a BLE capture of two beacons to %s", path)
+        return ble.model_copy(update={"source": f"replay:{path}" + (f"?{query}" if query else "")})
 
     async def _load_demo_catalog(self) -> None:
         """--demo: the simulated items get names and prices, so baskets show what a shopper would see."""

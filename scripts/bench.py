@@ -706,6 +706,55 @@ def bench_web() -> list[Figure]:
             Figure("web: staff page first load (HTML, CSS, JS, API calls)", weight / 1024, "KiB", target="< 100 KB")]
 
 
+# -- BLE -----------------------------------------------------------------------------------------
+
+def bench_ble() -> list[Figure]:
+    from agent.beacons import BeaconTracker
+    from agent.config import BleConfig
+    from drivers.ble.beacons import encode_eddystone_uid, encode_ibeacon
+    from drivers.ble.hci import encode_adv_report, parse_event
+
+    packets = []
+    for i in range(20_000):
+        if i % 3 == 0:
+            ad = encode_eddystone_uid("edd1ebeac04e5defa017", f"{i % 50:012x}", -20)
+        else:
+            ad = encode_ibeacon("f7826da6-4fa2-4e98-8024-bc5b71e0893e", 1, i % 200, -59)
+        packets.append(encode_adv_report(f"C0:00:00:00:{i % 200:02X}:01", ad, -60 - i % 30))
+    config = BleConfig.model_validate({"beacons": [
+        {"id": f"b{m}", "ibeacon": {"uuid": "f7826da6-4fa2-4e98-8024-bc5b71e0893e", "major": 1, "minor": m}}
+        for m in range(100)]})
+
+    def run() -> float:
+        tracker = BeaconTracker(config)
+        t0 = time.perf_counter()
+        for n, p in enumerate(packets):
+            for r in parse_event(p):
+                tracker.on_report(r, 1000.0 + n * 0.001)
+        return len(packets) / (time.perf_counter() - t0)
+
+    rate = best_of(3, run)
+    exe = str(Path(sys.executable).with_name("o2o-edge"))
+    rss: dict[str, float] = {}
+    for label, ble in (("without BLE", ""), ("with BLE (hci0, scapy loaded)", '[ble]\nsource = "hci0"\n')):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = Path(d) / "c.toml"
+            cfg.write_text(f'[store]\nid = "s"\ngateway = "g"\n[storage]\npath = "{d}/o.db"\n'
+                           f'[http]\nlisten = "127.0.0.1:{_free_port()}"\n[mqtt]\nenabled = false\n{ble}')
+            proc = subprocess.Popen([exe, "run", "--config", str(cfg)], stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(5)
+                rss[label] = rss_kib(proc.pid) / 1024
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(10)
+    return [Figure("ble: advertising reports decoded and tracked", rate, "reports/s",
+                   target="a busy store hears a few thousand/s"),
+            Figure("ble: daemon RSS with BLE (scapy's Bluetooth layer)", rss["with BLE (hci0, scapy loaded)"], "MiB",
+                   rss["without BLE"], "the same daemon without [ble]")]
+
+
+BENCHES["ble"] = bench_ble
 BENCHES["mqtt"] = bench_mqtt
 BENCHES["web"] = bench_web
 BENCHES["steady"] = bench_steady

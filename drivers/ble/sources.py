@@ -189,8 +189,9 @@ def _explain(exc: BaseException, adapter: str) -> str:
 def make_source(source: str, loop: asyncio.AbstractEventLoop, on_packet: Callable[[float, bytes], None],
                 on_state: Callable[[str, str | None], None]) -> AdvertSource:
     if source.startswith("replay:"):
-        spec = source[len("replay:"):]
-        fast = spec.endswith("?fast")
-        path = Path(spec.removesuffix("?fast"))
-        return ReplaySource(path, loop, on_packet, on_state, speed=0 if fast else 1.0)
+        # replay:PATH[?fast][&loop]  fast: no delays (capture time drives the tracker); loop: start over at the end
+        spec, _, query = source[len("replay:"):].partition("?")
+        options = set(query.split("&")) if query else set()
+        return ReplaySource(Path(spec), loop, on_packet, on_state, speed=0 if "fast" in options else 1.0,
+                            repeat="loop" in options)
     return HciSource(source, loop, on_packet, on_state)

@@ -53,6 +53,13 @@ function renderStatus(s) {
   if (s.checkout) {
     $("stations").replaceChildren(...Object.entries(s.checkout.stations).map(([id, st]) => el("li", `${id}: ${st.items} item(s) in the basket`)));
   }
+  if (s.ble) {
+    $("ble-state").textContent = s.ble.state === "ok" ? `Listening (${s.ble.reports.toLocaleString()} adverts heard)` : `Not listening: ${s.ble.reason || s.ble.state}`;
+    $("beacons").replaceChildren(...s.ble.beacons.map((b) => {
+      const h = b.health ? ` · battery ${b.health.battery_mv ?? "?"} mV, ${b.health.temperature_c ?? "?"} °C` : "";
+      return el("li", `${b.id}: ${b.zone || "out of range"} (${b.rssi ?? "—"} dBm)${h}`);
+    }));
+  }
   document.body.dataset.backlog = s.outbox.depth;
 }
 
