@@ -1,0 +1,251 @@
+"""The captive portal: the one part of the daemon open to anyone in the store.
+
+    GET  /portal/           consent page (openNDS sends the guest here with its FAS query)
+    POST /portal/           choices, loyalty id -> consent stored, client authenticated with ndsctl
+    GET|POST /portal/withdraw  forget me
+    GET  /portal/api        RFC 8908 Captive Portal API (application/captive+json)
+
+Defences: strict input validation, every value HTML-escaped, a CSRF token per pending visit, a rate
+limit per client address, an 8 KiB body limit, redirects only to allowed hosts, no script on the pages.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from agent.portal_text import LANGUAGES, TEXT_VERSION, pick_language, text
+
+__all__ = ["PortalBackend", "RateLimiter", "add_portal_routes"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 8 * 1024
+PENDING_TTL_S = 900.0
+MAX_PENDING = 5000
+RATE_PER_MIN = 60  # requests per client address per minute
+_LOYALTY = re.compile(r"^(?:\d{6,20}|[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24})$")
+_CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
+
+
+@dataclass(slots=True)
+class Pending:
+    csrf: str
+    client: Any  # drivers.wifi.fas.FasClient
+    created: float
+
+
+class RateLimiter:
+    def __init__(self, per_minute: int = RATE_PER_MIN, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self.refused = 0
+
+    def allow(self, address: str) -> bool:
+        now = self._clock()
+        q = self._hits.get(address)
+        if q is None:
+            q = self._hits[address] = deque()
+            while len(self._hits) > 20_000:
+                self._hits.popitem(last=False)
+        while q and q[0] < now - 60:
+            q.popleft()
+        if len(q) >= self.per_minute:
+            self.refused += 1
+            return False
+        q.append(now)
+        return True
+
+
+class PortalBackend(Protocol):
+    """What the routes need from the agent (kept narrow so it can be tested on its own)."""
+
+    store_name: str
+    session_minutes: int
+    allowed_redirect_hosts: set[str]
+
+    def parse_visit(self, query: dict[str, str], address: str) -> Any: ...
+    async def authenticate(self, client: Any, consent: Any) -> None: ...
+    async def give_consent(self, client: Any, choices: dict[str, bool], lang: str, loyalty: str | None) -> Any: ...
+    async def withdraw(self, consent_id: str) -> bool: ...
+    def seconds_remaining(self, address: str) -> int | None: ...
+
+
+def _page(lang: str, title: str, body: str, status: int = 200) -> web.Response:
+    doc = (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+           '<meta name="viewport" content="width=device-width, initial-scale=1">'
+           f"<title>{html.escape(title)}</title><style>"
+           "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f2;color:#1d2327}"
+           "main{max-width:28rem;margin:0 auto;padding:1.2rem}h1{font-size:1.4rem}"
+           "label{display:block;margin:.7rem 0}input[type=text]{width:100%;box-sizing:border-box;padding:.5rem;font:inherit}"
+           "button{font:inherit;padding:.7rem 1.2rem;border:0;border-radius:.4rem;background:#0b6;color:#fff;width:100%}"
+           ".error{color:#b00020}.small{font-size:.85rem;color:#555}</style></head>"
+           f"<body><main>{body}</main></body></html>")
+    return web.Response(text=doc, status=status, content_type="text/html",
+                        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store",
+                                 "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
+
+
+def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend | None]) -> None:
+    pending: OrderedDict[str, Pending] = OrderedDict()
+    limiter = RateLimiter()
+
+    def lang_of(request: web.Request) -> str:
+        forced = request.query.get("lang")
+        return forced if forced in LANGUAGES else pick_language(request.headers.get("Accept-Language"))
+
+    def guard(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            address = request.remote or "?"
+            if backend() is None:
+                raise web.HTTPNotFound(text="no captive portal configured")
+            if not limiter.allow(address):
+                if limiter.refused % 100 == 1:
+                    log.warning("portal: rate limit for %s (%d refused so far)", address, limiter.refused)
+                return _page(lang_of(request), "429", f'<p class="error">{text(lang_of(request), "too_many")}</p>', 429)
+            if request.content_length is not None and request.content_length > MAX_BODY:
+                log.warning("portal: %d-byte body from %s refused", request.content_length, address)
+                return _page(lang_of(request), "413", f'<p class="error">{text(lang_of(request), "bad_request")}</p>', 413)
+            return await handler(request)
+
+        return wrapped
+
+    def form(lang: str, p_id: str, p: Pending, b: PortalBackend, error: str = "") -> web.Response:
+        e = html.escape
+        err = f'<p class="error" role="alert">{e(error)}</p>' if error else ""
+        boxes = "".join(
+            f'<label><input type="checkbox" name="{k}" value="1"> {e(text(lang, "c_" + k))}</label>'
+            for k in ("wifi", "marketing", "personalisation"))
+        body = (f'<h1>{e(text(lang, "welcome", store=b.store_name))}</h1>{err}'
+                f'<p class="small">{e(text(lang, "terms", minutes=b.session_minutes))}</p>'
+                f'<form method="post" action="/portal/?lang={lang}"><p>{e(text(lang, "choices"))}</p>{boxes}'
+                f'<label>{e(text(lang, "loyalty"))}<input type="text" name="loyalty" maxlength="254" autocomplete="off"></label>'
+                f'<input type="hidden" name="p" value="{e(p_id)}"><input type="hidden" name="csrf" value="{e(p.csrf)}">'
+                f'<button type="submit" id="connect">{e(text(lang, "connect"))}</button></form>'
+                f'<p class="small"><a href="/portal/withdraw?lang={lang}">{e(text(lang, "withdraw"))}</a></p>')
+        return _page(lang, text(lang, "title"), body)
+
+    @guard
+    async def visit(request: web.Request) -> web.StreamResponse:
+        b = backend()
+        assert b is not None
+        lang = lang_of(request)
+        try:
+            client = b.parse_visit(dict(request.query), request.remote or "?")
+        except ValueError as exc:
+            log.warning("portal: bad FAS query from %s: %s", request.remote, exc)
+            return _page(lang, "400", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 400)
+        now = time.monotonic()
+        while pending and (len(pending) >= MAX_PENDING or next(iter(pending.values())).created < now - PENDING_TTL_S):
+            pending.popitem(last=False)
+        p_id = secrets.token_urlsafe(16)
+        pending[p_id] = Pending(secrets.token_urlsafe(16), client, now)
+        return form(lang, p_id, pending[p_id], b)
+
+    @guard
+    async def submit(request: web.Request) -> web.StreamResponse:
+        b = backend()
+        assert b is not None
+        lang = lang_of(request)
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            return _page(lang, "413", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 413)
+        from urllib.parse import parse_qs
+
+        try:
+            fields = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), max_num_fields=10, strict_parsing=False).items()}
+        except (UnicodeDecodeError, ValueError):
+            fields = {}
+        p_id = fields.get("p", "")
+        p = pending.get(p_id)
+        if p is None or not secrets.compare_digest(fields.get("csrf", ""), p.csrf):
+            log.warning("portal: form from %s refused: unknown visit or wrong CSRF token", request.remote)
+            return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
+        choices = {k: fields.get(k) == "1" for k in ("wifi", "marketing", "personalisation")}
+        if not choices["wifi"]:
+            return form(lang, p_id, p, b, text(lang, "need_wifi"))
+        loyalty = fields.get("loyalty", "").strip() or None
+        if loyalty is not None and not _LOYALTY.match(loyalty):
+            log.info("portal: malformed loyalty id from %s refused", request.remote)
+            return form(lang, p_id, p, b, text(lang, "loyalty_bad"))
+        del pending[p_id]  # one use: a replayed form finds nothing
+        consent = await b.give_consent(p.client, choices, lang, loyalty)
+        try:
+            await b.authenticate(p.client, consent)
+        except RuntimeError as exc:
+            log.error("portal: could not authenticate %s with the gateway: %s", request.remote, exc)
+            return _page(lang, "503", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 503)
+        e = html.escape
+        origin = getattr(p.client, "originurl", "") or ""
+        host = urlsplit(origin).hostname or ""
+        link = ""
+        if origin.startswith(("http://", "https://")) and host in b.allowed_redirect_hosts:
+            link = f'<p><a href="{e(origin)}">{e(text(lang, "continue"))}</a></p>'
+        elif origin:
+            log.info("portal: redirect to %r not allowed (host %r not in allowed_redirect_hosts)", origin[:200], host)
+        note = f'<p class="small">{e(text(lang, "unverified"))}</p>' if loyalty else ""
+        resp = _page(lang, text(lang, "title"), f'<h1 id="success">{e(text(lang, "success"))}</h1>{note}{link}')
+        resp.set_cookie("o2o_consent", consent.id, httponly=True, samesite="Lax", path="/portal/",
+                        max_age=365 * 86400)
+        return resp
+
+    @guard
+    async def withdraw_page(request: web.Request) -> web.StreamResponse:
+        lang = lang_of(request)
+        e = html.escape
+        token = secrets.token_urlsafe(16)
+        pending["w:" + token] = Pending(token, None, time.monotonic())
+        body = (f'<h1>{e(text(lang, "withdraw"))}</h1><form method="post" action="/portal/withdraw?lang={lang}">'
+                f'<input type="hidden" name="csrf" value="{e(token)}">'
+                f'<button type="submit" id="withdraw">{e(text(lang, "withdraw"))}</button></form>')
+        return _page(lang, text(lang, "withdraw"), body)
+
+    @guard
+    async def withdraw(request: web.Request) -> web.StreamResponse:
+        b = backend()
+        assert b is not None
+        lang = lang_of(request)
+        raw = await request.content.read(MAX_BODY + 1)
+        from urllib.parse import parse_qs
+
+        token = parse_qs(raw.decode("utf-8", "replace")).get("csrf", [""])[0]
+        if pending.pop("w:" + token, None) is None:
+            return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
+        consent_id = request.cookies.get("o2o_consent", "")
+        done = bool(consent_id) and await b.withdraw(consent_id)
+        resp = _page(lang, text(lang, "withdraw"), f'<h1 id="withdrawn">{html.escape(text(lang, "withdrawn"))}</h1>')
+        resp.del_cookie("o2o_consent", path="/portal/")
+        log.info("portal: consent withdrawal from %s (%s)", request.remote, "done" if done else "nothing stored")
+        return resp
+
+    @guard
+    async def captive_api(request: web.Request) -> web.StreamResponse:
+        b = backend()
+        assert b is not None
+        remaining = b.seconds_remaining(request.remote or "")
+        doc: dict[str, Any] = {"captive": remaining is None,
+                               "user-portal-url": f"{request.scheme}://{request.host}/portal/"}
+        if remaining is not None:
+            doc["seconds-remaining"] = remaining
+            doc["can-extend-session"] = True
+        import json
+
+        return web.Response(text=json.dumps(doc), content_type="application/captive+json",
+                            headers={"Cache-Control": "private, no-store"})
+
+    app.router.add_get("/portal/", visit)
+    app.router.add_post("/portal/", submit)
+    app.router.add_get("/portal/withdraw", withdraw_page)
+    app.router.add_post("/portal/withdraw", withdraw)
+    app.router.add_get("/portal/api", captive_api)
