@@ -25,8 +25,10 @@ from agent.ble import BleRunner
 from agent.catalog import CatalogDoc, LocalData, SoldDoc
 from agent.config import Config, ReaderConfig, load_config, split_host_port
 from agent.config_push import PushedConfigStore, verify_push
+from agent.consent import ConsentStore
 from agent.errors import ConfigError, ConfigProblem, StorageError
 from agent.events import Event
+from agent.guest_wifi import GuestWifi
 from agent.health import assess
 from agent.hub import Hub, Subscription
 from agent.outbox import Outbox
@@ -76,6 +78,8 @@ class Agent:
         self.downlink: Downlink | None = None
         self.rules: RulesEngine | None = None
         self.ble: BleRunner | None = None
+        self.guest_wifi: GuestWifi | None = None
+        self.consents = ConsentStore(config.storage.path.parent / "consents.db")
         self._rules_task: asyncio.Task[None] | None = None
         self.local_data = LocalData(config.storage.path.parent / "local.db")
         self._config_lock = asyncio.Lock()
@@ -132,6 +136,10 @@ class Agent:
         for rc in readers:
             self._start_reader(rc, cfg)
 
+        if cfg.wifi.portal is not None:
+            await self.consents.open()
+            self.guest_wifi = GuestWifi(cfg, cfg.wifi.portal, self.hub, self.consents)
+            self._tasks.append(asyncio.create_task(supervise("guest wifi", self.guest_wifi.run), name="wifi"))
         if cfg.ble is not None and cfg.ble.enabled:
             ble_cfg = cfg.ble
             if self.demo and ble_cfg.source.startswith("replay:"):
@@ -190,6 +198,7 @@ class Agent:
             self._writer_task = None
         await self.outbox.close()
         await self.local_data.close()
+        await self.consents.close()
         log.info("stopped: %d event(s) committed this run, %d waiting in the outbox",
                  self.outbox.committed, self.outbox.depth)
 
@@ -527,6 +536,8 @@ class Agent:
                        "local_version": self.local_config.version, "last_push": self.last_push},
             "checkout": self.rules.status() if self.rules is not None else None,
             "ble": self.ble.snapshot() if self.ble is not None else None,
+            "wifi": {"sessions": self.guest_wifi.snapshot(), "auth_failures": self.guest_wifi.auth_failures}
+            if self.guest_wifi is not None else None,
             "catalog": {"version": self.local_data.catalog_version, "products": self.local_data.products,
                         "currency": self.local_data.currency},
             "hub": {

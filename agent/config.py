@@ -311,6 +311,19 @@ class PortalConfig(_Section):
     fas_secure_level: Literal[0, 1, 2, 3] = 1
     ndsctl: str = "/usr/bin/ndsctl"
     session_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    faskey: SecretStr | None = None  # openNDS's faskey: needed at level 3 (and to compute rhid at 1/2)
+    upload_kbps: int = Field(default=0, ge=0)  # per-guest limits handed to ndsctl auth; 0 = openNDS defaults
+    download_kbps: int = Field(default=0, ge=0)
+    upload_quota_kb: int = Field(default=0, ge=0)
+    download_quota_kb: int = Field(default=0, ge=0)
+    # Hosts the success page may link back to (the page the guest first asked for); others are not offered.
+    allowed_redirect_hosts: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _faskey_for_level3(self) -> PortalConfig:
+        if self.fas_secure_level == 3 and self.faskey is None:
+            raise PydanticCustomError("faskey", "fas_secure_level 3 needs the faskey openNDS was given", {})
+        return self
 
 
 class PresenceConfig(_Section):

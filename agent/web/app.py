@@ -22,6 +22,7 @@ from aiohttp.typedefs import Middleware
 from agent.rules.engine import RulesEngine
 from agent.web.auth import LoginLimiter, Session, SessionStore
 from agent.web.kiosk import add_kiosk_routes, kiosk_paths
+from agent.web.portal import add_portal_routes
 from agent.web.staff import add_staff_routes
 
 __all__ = ["AgentView", "make_app"]
@@ -32,7 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Requests to this daemon are small; a big body is an attack or a bug (413).
 MAX_REQUEST_BYTES = 64 * 1024
 KIOSK_PATHS = kiosk_paths()
-OPEN_PATHS = ("/healthz", "/login", "/static/")
+OPEN_PATHS = ("/healthz", "/login", "/static/", "/portal/")
 COOKIE = "o2o_session"
 SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
 
@@ -129,6 +130,7 @@ def make_app(view: Any, *, users: dict[str, tuple[str, str]] | None = None, secu
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/status", status)
     add_kiosk_routes(app, lambda: view.rules, view.api_token)
+    add_portal_routes(app, lambda: getattr(view, "guest_wifi", None))
     add_staff_routes(app, view, sessions=sessions, limiter=limiter, users=users or {}, cookie=COOKIE,
                      secure_cookies=secure_cookies, session_of=session_of)
     return app

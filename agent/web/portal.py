@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from agent.portal_text import LANGUAGES, TEXT_VERSION, pick_language, text
+from agent.portal_text import LANGUAGES, pick_language, text
 
 __all__ = ["PortalBackend", "RateLimiter", "add_portal_routes"]
 
