@@ -13,7 +13,6 @@ Anything that does not decode to a client with a valid IP and MAC raises FasErro
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import ipaddress
 import re
@@ -73,7 +72,7 @@ def _aes_decrypt(blob_b64: str, faskey: str, iv: str) -> str:
         padded = decryptor.update(ciphertext) + decryptor.finalize()
         unpadder = padding.PKCS7(128).unpadder()
         return (unpadder.update(padded) + unpadder.finalize()).decode("utf-8")
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors too
         raise FasError(f"cannot decrypt the fas query (wrong faskey, or forged): {exc}") from exc
 
 
@@ -86,10 +85,12 @@ def parse_fas(query: Mapping[str, str], *, level: int, faskey: str | None = None
         fas = query.get("fas")
         if not fas:
             raise FasError("no fas parameter")
+        # openNDS does not URL-encode the base64, so a '+' in it arrives as a space after query decoding.
+        fas = fas.replace(" ", "+")
         if level in (1, 2):
             try:
                 text = base64.b64decode(fas, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError) as exc:
+            except ValueError as exc:  # binascii.Error, UnicodeDecodeError, non-ASCII input
                 raise FasError(f"fas is not base64 text: {exc}") from exc
         elif level == 3:
             if not faskey:
