@@ -39,6 +39,7 @@ from agent.supervisor import supervise
 from agent.sync.downlink import Downlink
 from agent.sync.uplink import Uplink, birth_message
 from agent.web.app import make_app
+from agent.wifi_presence import WifiPresence
 
 __all__ = ["STOP_BUDGET_S", "Agent"]
 
@@ -79,6 +80,7 @@ class Agent:
         self.rules: RulesEngine | None = None
         self.ble: BleRunner | None = None
         self.guest_wifi: GuestWifi | None = None
+        self.wifi_presence: WifiPresence | None = None
         self.consents = ConsentStore(config.storage.path.parent / "consents.db")
         self._rules_task: asyncio.Task[None] | None = None
         self.local_data = LocalData(config.storage.path.parent / "local.db")
@@ -140,6 +142,16 @@ class Agent:
             await self.consents.open()
             self.guest_wifi = GuestWifi(cfg, cfg.wifi.portal, self.hub, self.consents)
             self._tasks.append(asyncio.create_task(supervise("guest wifi", self.guest_wifi.run), name="wifi"))
+        if cfg.wifi.presence is not None:
+            gw = self.guest_wifi
+
+            def known(mac: str) -> str | None:
+                if gw is None:
+                    return None
+                return next((s.consent_id for s in gw.sessions.values() if s.device == mac), None)
+
+            self.wifi_presence = WifiPresence(cfg.wifi.presence, self.hub, cfg.store.gateway, known=known)
+            self._tasks.append(asyncio.create_task(supervise("wifi presence", self.wifi_presence.run), name="presence"))
         if cfg.ble is not None and cfg.ble.enabled:
             ble_cfg = cfg.ble
             if self.demo and ble_cfg.source.startswith("replay:"):
@@ -536,8 +548,10 @@ class Agent:
                        "local_version": self.local_config.version, "last_push": self.last_push},
             "checkout": self.rules.status() if self.rules is not None else None,
             "ble": self.ble.snapshot() if self.ble is not None else None,
-            "wifi": {"sessions": self.guest_wifi.snapshot(), "auth_failures": self.guest_wifi.auth_failures}
-            if self.guest_wifi is not None else None,
+            "wifi": {"sessions": self.guest_wifi.snapshot() if self.guest_wifi else [],
+                     "auth_failures": self.guest_wifi.auth_failures if self.guest_wifi else 0,
+                     "presence": self.wifi_presence.snapshot() if self.wifi_presence else None}
+            if self.guest_wifi is not None or self.wifi_presence is not None else None,
             "catalog": {"version": self.local_data.catalog_version, "products": self.local_data.products,
                         "currency": self.local_data.currency},
             "hub": {

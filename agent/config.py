@@ -326,8 +326,17 @@ class PortalConfig(_Section):
         return self
 
 
+class WifiZoneConfig(_Section):
+    """A zone for Wi-Fi footfall: devices heard at least this loud count here (the strongest zone wins)."""
+
+    id: Ident
+    rssi_min: int = Field(ge=-127, le=20)
+
+
 class PresenceConfig(_Section):
-    source: str = "mon0"
+    source: str = "mon0"  # a monitor-mode interface, or "replay:PATH" (radiotap pcap; "?fast" for no delays)
+    window_s: float = Field(default=60.0, ge=1, le=3600)  # one wifi.presence count per window
+    zones: list[WifiZoneConfig] = Field(default_factory=list)  # none: one zone "store" for every device
 
 
 class WifiConfig(_Section):
