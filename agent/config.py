@@ -318,6 +318,7 @@ class PortalConfig(_Section):
     download_quota_kb: int = Field(default=0, ge=0)
     # Hosts the success page may link back to (the page the guest first asked for); others are not offered.
     allowed_redirect_hosts: list[str] = Field(default_factory=list)
+    logo: Path | None = None  # a PNG, JPEG or SVG shown on the portal (at most 256 KiB)
 
     @model_validator(mode="after")
     def _faskey_for_level3(self) -> PortalConfig:

@@ -47,6 +47,7 @@ class GuestWifi:
         self.store_name = config.store.name or config.store.id
         self.session_minutes = portal.session_minutes
         self.allowed_redirect_hosts = set(portal.allowed_redirect_hosts)
+        self.logo = _load_logo(portal.logo)
         self._hub = hub
         self._source = config.store.gateway
         self._consents = consents
@@ -136,3 +137,21 @@ class GuestWifi:
         """For staff: identifiers masked."""
         return [{"device": s.device[:4] + "…", "started": s.started, "expires": s.expires,
                  "personalised": s.member is not None or len(s.device) == 17} for s in self.sessions.values()]
+
+
+_LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+
+
+def _load_logo(path: Any) -> tuple[bytes, str] | None:
+    if path is None:
+        return None
+    ctype = _LOGO_TYPES.get(path.suffix.lower())
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        log.warning("portal: logo %s unreadable (%s); the portal shows none", path, exc.strerror)
+        return None
+    if ctype is None or len(data) > 256 * 1024:
+        log.warning("portal: logo %s must be a PNG, JPEG or SVG of at most 256 KiB; the portal shows none", path)
+        return None
+    return data, ctype

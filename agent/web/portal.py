@@ -74,6 +74,7 @@ class PortalBackend(Protocol):
     store_name: str
     session_minutes: int
     allowed_redirect_hosts: set[str]
+    logo: tuple[bytes, str] | None
 
     def parse_visit(self, query: dict[str, str], address: str) -> Any: ...
     async def authenticate(self, client: Any, consent: Any) -> None: ...
@@ -127,7 +128,8 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
         boxes = "".join(
             f'<label><input type="checkbox" name="{k}" value="1"> {e(text(lang, "c_" + k))}</label>'
             for k in ("wifi", "marketing", "personalisation"))
-        body = (f'<h1>{e(text(lang, "welcome", store=b.store_name))}</h1>{err}'
+        logo = '<img src="/portal/logo" alt="" style="max-height:4rem">' if b.logo else ""
+        body = (f'{logo}<h1>{e(text(lang, "welcome", store=b.store_name))}</h1>{err}'
                 f'<p class="small">{e(text(lang, "terms", minutes=b.session_minutes))}</p>'
                 f'<form method="post" action="/portal/?lang={lang}"><p>{e(text(lang, "choices"))}</p>{boxes}'
                 f'<label>{e(text(lang, "loyalty"))}<input type="text" name="loyalty" maxlength="254" autocomplete="off"></label>'
@@ -244,6 +246,14 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
         return web.Response(text=json.dumps(doc), content_type="application/captive+json",
                             headers={"Cache-Control": "private, no-store"})
 
+    async def logo(request: web.Request) -> web.Response:
+        b = backend()
+        if b is None or b.logo is None:
+            raise web.HTTPNotFound()
+        data, ctype = b.logo
+        return web.Response(body=data, content_type=ctype, headers={"Cache-Control": "max-age=3600"})
+
+    app.router.add_get("/portal/logo", logo)
     app.router.add_get("/portal/", visit)
     app.router.add_post("/portal/", submit)
     app.router.add_get("/portal/withdraw", withdraw_page)

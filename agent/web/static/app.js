@@ -60,6 +60,11 @@ function renderStatus(s) {
       return el("li", `${b.id}: ${b.zone || "out of range"} (${b.rssi ?? "—"} dBm)${h}`);
     }));
   }
+  if (s.wifi) {
+    const p = s.wifi.presence;
+    $("wifi").textContent = `${s.wifi.sessions.length} guest session(s)` + (s.wifi.auth_failures ? `, ${s.wifi.auth_failures} failed to connect` : "") +
+      (p ? ` · footfall sensor ${p.state === "ok" ? "listening" : p.reason || p.state} (${p.probes.toLocaleString()} probes)` : "");
+  }
   document.body.dataset.backlog = s.outbox.depth;
 }
 

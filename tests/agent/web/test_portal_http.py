@@ -210,3 +210,15 @@ async def test_level3_and_a_failing_ndsctl(tmp_path: Path, config_factory, start
         async with http.post(f"{ra.base_url}/portal/", data={**fields, "wifi": "1"}) as r:
             assert r.status == 503
     assert ra.agent.guest_wifi.auth_failures == 1
+
+
+async def test_store_logo(ndsctl, config_factory, start_agent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script, _ = ndsctl
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    ra = await start_agent(portal_config(config_factory, script, logo=str(logo)))
+    async with aiohttp.ClientSession() as http:
+        page, _ = await open_portal(http, ra.base_url, "fas=" + VECTORS["level1"]["fas"], "en")
+        assert 'src="/portal/logo"' in page
+        async with http.get(f"{ra.base_url}/portal/logo") as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "image/png" and (await r.read()) == logo.read_bytes()
