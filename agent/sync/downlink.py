@@ -165,8 +165,10 @@ class Downlink:
 
     async def _report(self, topic: str, payload: dict[str, Any], *, retain: bool = False) -> None:
         uplink = self.agent.uplink
-        if uplink is None or not await uplink.publish(topic, payload, retain=retain):
-            log.warning("downlink: could not send the report on %s (not connected)", topic)
+        if uplink is None:
+            log.warning("downlink: no uplink to send the report on %s", topic)
+        elif not await uplink.publish(topic, payload, retain=retain):
+            log.info("downlink: report on %s queued until the broker is reachable again", topic)
 
     async def _config_set(self, payload: bytes) -> None:
         agent = self.agent

@@ -23,6 +23,7 @@ import random
 import ssl
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +107,9 @@ class Uplink:
         self.events_acked = 0
         self.batches_redelivered = 0
         self.too_large = 0  # events dropped because they exceed the broker's Maximum Packet Size
+        # Reports and command results that could not be sent yet (link down): sent after the next connect.
+        self._pending_control: deque[tuple[str, bytes, bool]] = deque(maxlen=100)
+        self.control_dropped = 0
         self._inflight = 0
         self._cursor = 0
         self._resync = asyncio.Event()
@@ -166,6 +170,7 @@ class Uplink:
                 log.info("mqtt: connected to %s:%d", cfg.host, cfg.port)
                 await client.publish(self.topics.state, orjson.dumps(self._birth()), retain=True)
                 await client.subscribe([(t, 1) for t in self.topics.downlink])
+                await self._flush_control(client)
                 self._connected_event.set()
                 if self._on_connected is not None:
                     await self._on_connected()
@@ -201,16 +206,27 @@ class Uplink:
                         {"online": False, "gateway": self.config.store.gateway, "reason": "shutdown"}), retain=True)
 
     async def publish(self, topic: str, payload: dict[str, Any], *, retain: bool = False) -> bool:
-        """A control message (command result, config report); False if not connected."""
+        """A control message (command result, config report). If the link is down it waits (bounded) and
+        goes out after the next connect; True if it was sent now."""
+        body = orjson.dumps(payload)
         client = self.client
-        if client is None or not client.is_connected:
-            return False
-        try:
-            await client.publish(topic, orjson.dumps(payload), retain=retain)
-        except MqttError as exc:
-            log.warning("mqtt: could not publish %s: %s", topic, exc)
-            return False
-        return True
+        if client is not None and client.is_connected:
+            try:
+                await client.publish(topic, body, retain=retain)
+                return True
+            except MqttError as exc:
+                log.warning("mqtt: could not publish %s now, will retry after reconnecting: %s", topic, exc)
+        if len(self._pending_control) == self._pending_control.maxlen:
+            self.control_dropped += 1
+            log.warning("mqtt: %d control message(s) waiting; dropped the oldest", len(self._pending_control))
+        self._pending_control.append((topic, body, retain))
+        return False
+
+    async def _flush_control(self, client: MqttClient) -> None:
+        while self._pending_control:
+            topic, body, retain = self._pending_control[0]
+            await client.publish(topic, body, retain=retain)
+            self._pending_control.popleft()
 
     async def _pump(self, client: MqttClient) -> None:
         cfg = self.config.mqtt
