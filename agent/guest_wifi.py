@@ -87,6 +87,13 @@ class GuestWifi:
             self.auth_failures += 1
             raise RuntimeError(str(exc)) from exc
         now = time.time()
+        existing = self.sessions.get(client.clientip)
+        if existing is not None and existing.mac == client.clientmac:
+            existing.expires = now + p.session_minutes * 60  # a renewal: same guest, fresh session length
+            existing.consent_id = consent.id
+            self._hub.publish(Event("wifi.session.renew", self._source, {"device": existing.device,
+                                                                         "minutes": p.session_minutes}))
+            return
         personal = consent.choices.get("personalisation", False)
         device = client.clientmac if personal else self._salt.hash(client.clientmac)
         if len(self.sessions) >= MAX_SESSIONS:
@@ -111,6 +118,17 @@ class GuestWifi:
                 s.member = None
             self._hub.publish(Event("consent.withdrawn", self._source, {"consent": consent_id}))
         return done
+
+    async def logout(self, address: str) -> bool:
+        s = self.sessions.get(address)
+        if s is None:
+            return False
+        try:
+            await self._ndsctl.deauth(s.mac)
+        except NdsCtlError as exc:
+            log.error("wifi: deauth of a guest failed: %s", exc)
+        self._end(s, "logout")
+        return True
 
     def seconds_remaining(self, address: str) -> int | None:
         s = self.sessions.get(address)

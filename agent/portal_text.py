@@ -28,6 +28,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "too_many": "Too many attempts. Please wait a minute.",
         "loyalty_bad": "This loyalty number or e-mail does not look right.",
         "unverified": "We will check your loyalty card as soon as the store is back online.",
+        "logout": "Disconnect",
+        "logged_out": "You are disconnected. Thank you for your visit!",
     },
     "fr": {
         "title": "Wi-Fi gratuit",
@@ -48,6 +50,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "too_many": "Trop de tentatives. Merci de patienter une minute.",
         "loyalty_bad": "Ce numéro de fidélité ou cet e-mail ne semble pas correct.",
         "unverified": "Nous vérifierons votre carte de fidélité dès que le magasin sera de nouveau en ligne.",
+        "logout": "Se déconnecter",
+        "logged_out": "Vous êtes déconnecté. Merci de votre visite !",
     },
 }
 

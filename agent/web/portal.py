@@ -80,6 +80,7 @@ class PortalBackend(Protocol):
     async def authenticate(self, client: Any, consent: Any) -> None: ...
     async def give_consent(self, client: Any, choices: dict[str, bool], lang: str, loyalty: str | None) -> Any: ...
     async def withdraw(self, consent_id: str) -> bool: ...
+    async def logout(self, address: str) -> bool: ...
     def seconds_remaining(self, address: str) -> int | None: ...
 
 
@@ -96,6 +97,12 @@ def _page(lang: str, title: str, body: str, status: int = 200) -> web.Response:
     return web.Response(text=doc, status=status, content_type="text/html",
                         headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store",
                                  "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
+
+
+def _logout_token(pending: OrderedDict[str, Pending]) -> str:
+    token = secrets.token_urlsafe(16)
+    pending["l:" + token] = Pending(token, None, time.monotonic())
+    return token
 
 
 def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend | None]) -> None:
@@ -197,7 +204,10 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
         elif origin:
             log.info("portal: redirect to %r not allowed (host %r not in allowed_redirect_hosts)", origin[:200], host)
         note = f'<p class="small">{e(text(lang, "unverified"))}</p>' if loyalty else ""
-        resp = _page(lang, text(lang, "title"), f'<h1 id="success">{e(text(lang, "success"))}</h1>{note}{link}')
+        logout = (f'<form method="post" action="/portal/logout?lang={lang}"><input type="hidden" name="csrf" '
+                  f'value="{e(_logout_token(pending))}"><button type="submit" id="logout">{e(text(lang, "logout"))}'
+                  '</button></form>')
+        resp = _page(lang, text(lang, "title"), f'<h1 id="success">{e(text(lang, "success"))}</h1>{note}{link}{logout}')
         resp.set_cookie("o2o_consent", consent.id, httponly=True, samesite="Lax", path="/portal/",
                         max_age=365 * 86400)
         return resp
@@ -232,6 +242,21 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
         return resp
 
     @guard
+    async def logout(request: web.Request) -> web.StreamResponse:
+        b = backend()
+        assert b is not None
+        lang = lang_of(request)
+        raw = await request.content.read(MAX_BODY + 1)
+        from urllib.parse import parse_qs
+
+        token = parse_qs(raw.decode("utf-8", "replace")).get("csrf", [""])[0]
+        if pending.pop("l:" + token, None) is None:
+            return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
+        done = await b.logout(request.remote or "")
+        log.info("portal: logout from %s (%s)", request.remote, "session ended" if done else "no session")
+        return _page(lang, text(lang, "title"), f'<h1 id="loggedout">{html.escape(text(lang, "logged_out"))}</h1>')
+
+    @guard
     async def captive_api(request: web.Request) -> web.StreamResponse:
         b = backend()
         assert b is not None
@@ -259,3 +284,4 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
     app.router.add_get("/portal/withdraw", withdraw_page)
     app.router.add_post("/portal/withdraw", withdraw)
     app.router.add_get("/portal/api", captive_api)
+    app.router.add_post("/portal/logout", logout)

@@ -222,3 +222,25 @@ async def test_store_logo(ndsctl, config_factory, start_agent, tmp_path: Path) -
         assert 'src="/portal/logo"' in page
         async with http.get(f"{ra.base_url}/portal/logo") as r:
             assert r.status == 200 and r.headers["Content-Type"] == "image/png" and (await r.read()) == logo.read_bytes()
+
+
+async def test_renewal_and_logout(ndsctl, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    script, log = ndsctl
+    ra = await start_agent(portal_config(config_factory, script, fas_secure_level=0))
+    base = ra.base_url
+    query = f"clientip=127.0.0.1&clientmac={MAC}&tok=1"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):  # the second visit renews the session
+            _, fields = await open_portal(http, base, query, "en")
+            async with http.post(f"{base}/portal/", data={**fields, "wifi": "1"}) as r:
+                page = await r.text()
+        assert len(ra.agent.guest_wifi.sessions) == 1
+        await wait_for(lambda: ra.agent.hub.published_by_kind.get("wifi.session.renew"), 5)
+        token = re.search(r'action="/portal/logout[^"]*"><input type="hidden" name="csrf" value="([^"]+)"', page)
+        assert token is not None
+        async with http.post(f"{base}/portal/logout", data={"csrf": token.group(1)}) as r:
+            assert r.status == 200 and "disconnected" in await r.text()
+        async with http.get(f"{base}/portal/api") as r:
+            assert json.loads(await r.text())["captive"] is True
+    assert log.read_text().splitlines()[-1] == f"deauth {MAC}"
+    await wait_for(lambda: ra.agent.hub.published_by_kind.get("wifi.session.end"), 5)
