@@ -13,7 +13,6 @@ same receipt with "duplicate": true), 400 malformed body, 401 wrong token,
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -26,6 +25,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.rules.engine import PaymentError
+from agent.web import sse
 
 if TYPE_CHECKING:
     from agent.rules.engine import RulesEngine
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 # A kiosk pays a few baskets a minute; a bigger body is not a payment.
 MAX_PAY_BYTES = 4096
-# Keep-alive comment on idle event streams, so proxies and browsers keep them open.
-_SSE_PING_S = 15.0
 
 
 class PayRequest(BaseModel):
@@ -116,24 +114,11 @@ def add_kiosk_routes(app: web.Application, get_engine: Callable[[], RulesEngine 
         if isinstance(station, web.Response):
             return station
         engine = engine_now()
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
         queue = engine.watch(station)
         try:
-            await resp.write(f"event: basket\ndata: {json.dumps(engine.basket(station).to_dict())}\n\n".encode())
-            while True:
-                try:
-                    async with asyncio.timeout(_SSE_PING_S):
-                        doc = await queue.get()
-                except TimeoutError:
-                    await resp.write(b": ping\n\n")
-                    continue
-                await resp.write(f"event: basket\ndata: {json.dumps(doc)}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+            return await sse.stream(request, queue, [engine.basket(station).to_dict()], event="basket")
         finally:
             engine.unwatch(station, queue)
-        return resp
 
     async def page(request: web.Request) -> web.Response:
         engine = get_engine()

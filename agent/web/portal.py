@@ -223,17 +223,27 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
                 f'<button type="submit" id="withdraw">{e(text(lang, "withdraw"))}</button></form>')
         return _page(lang, text(lang, "withdraw"), body)
 
+    async def spend_token(request: web.Request, kind: str) -> bool:
+        """A one-use form token of `kind` ("w" withdraw, "l" logout): True if it was valid (and is now spent)."""
+        from urllib.parse import parse_qs
+
+        raw = await request.content.read(MAX_BODY + 1)
+        token = parse_qs(raw.decode("utf-8", "replace")).get("csrf", [""])[0]
+        if pending.pop(f"{kind}:{token}", None) is None:
+            log.warning("portal: %s form from %s refused: unknown or spent token", request.path, request.remote)
+            return False
+        return True
+
+    def refused(lang: str) -> web.Response:
+        return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
+
     @guard
     async def withdraw(request: web.Request) -> web.StreamResponse:
         b = backend()
         assert b is not None
         lang = lang_of(request)
-        raw = await request.content.read(MAX_BODY + 1)
-        from urllib.parse import parse_qs
-
-        token = parse_qs(raw.decode("utf-8", "replace")).get("csrf", [""])[0]
-        if pending.pop("w:" + token, None) is None:
-            return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
+        if not await spend_token(request, "w"):
+            return refused(lang)
         consent_id = request.cookies.get("o2o_consent", "")
         done = bool(consent_id) and await b.withdraw(consent_id)
         resp = _page(lang, text(lang, "withdraw"), f'<h1 id="withdrawn">{html.escape(text(lang, "withdrawn"))}</h1>')
@@ -246,12 +256,8 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
         b = backend()
         assert b is not None
         lang = lang_of(request)
-        raw = await request.content.read(MAX_BODY + 1)
-        from urllib.parse import parse_qs
-
-        token = parse_qs(raw.decode("utf-8", "replace")).get("csrf", [""])[0]
-        if pending.pop("l:" + token, None) is None:
-            return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
+        if not await spend_token(request, "l"):
+            return refused(lang)
         done = await b.logout(request.remote or "")
         log.info("portal: logout from %s (%s)", request.remote, "session ended" if done else "no session")
         return _page(lang, text(lang, "title"), f'<h1 id="loggedout">{html.escape(text(lang, "logged_out"))}</h1>')

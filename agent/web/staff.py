@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.web import sse
 from agent.web.auth import LoginLimiter, Session, SessionStore, verify_password
 from agent.web.metrics import CONTENT_TYPE, render
 from agent.web.openapi import OPENAPI
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 # The page's assets ship inside the package; nothing else is served from disk.
 STATIC = {"app.js": "application/javascript", "app.css": "text/css", "login.html": "text/html"}
-_SSE_PING_S = 15.0
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
         "frame-ancestors 'none'; form-action 'self'")
 
@@ -101,25 +101,11 @@ def add_staff_routes(app: web.Application, view: Any, *, sessions: SessionStore,
         return web.json_response({"alarms": list(reversed(view.activity.alarms))})
 
     async def events(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
         queue = view.activity.listen()
         try:
-            for doc in list(view.activity.recent)[-50:]:
-                await resp.write(f"data: {json.dumps(doc)}\n\n".encode())
-            while True:
-                try:
-                    async with asyncio.timeout(_SSE_PING_S):
-                        doc = await queue.get()
-                except TimeoutError:
-                    await resp.write(b": ping\n\n")
-                    continue
-                await resp.write(f"data: {json.dumps(doc)}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+            return await sse.stream(request, queue, list(view.activity.recent)[-50:])
         finally:
             view.activity.unlisten(queue)
-        return resp
 
     def reader_or_404(request: web.Request) -> str:
         rid = request.match_info["reader"]
