@@ -103,7 +103,7 @@ function follow() {
   const es = new EventSource("/api/events");
   es.onmessage = (m) => {
     const e = JSON.parse(m.data); const feed = $("feed");
-    const d = e.data || {}; const detail = ["epc", "zone", "reader", "gate", "total", "error"].filter((k) => d[k] !== undefined && d[k] !== null).map((k) => `${k}=${d[k]}`).join(" ");
+    const d = e.data || {}; const detail = ["beacon", "epc", "zone", "reader", "gate", "total", "devices", "error"].filter((k) => d[k] !== undefined && d[k] !== null).map((k) => `${k}=${d[k]}`).join(" ");
     feed.prepend(el("li", `${new Date(e.ts).toLocaleTimeString()} ${e.kind} ${e.source} ${detail}`));
     while (feed.children.length > 100) feed.lastChild.remove();
     if (e.kind === "gate.alarm") refreshAlarms();
