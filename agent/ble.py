@@ -12,7 +12,8 @@ from agent.config import BleConfig
 from agent.events import Event
 from agent.hub import Hub
 from drivers.ble.hci import HciError, parse_event
-from drivers.ble.sources import AdvertSource, make_source
+from drivers.ble.sources import make_source
+from drivers.capture import ThreadSource
 
 __all__ = ["BleRunner"]
 
@@ -30,7 +31,7 @@ class BleRunner:
         self.state = "starting"
         self.reason: str | None = None
         self.hci_errors = 0
-        self.source: AdvertSource | None = None
+        self.source: ThreadSource | None = None
         self._last_ts = 0.0
 
     def snapshot(self) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
+from drivers.capture import PCAP_MAGICS, CaptureError, read_pcap
+
 __all__ = ["CaptureError", "CapturedPacket", "read_capture", "write_btsnoop"]
 
 BTSNOOP_MAGIC: Final = b"btsnoop\x00"
@@ -26,16 +28,10 @@ DATALINK_MONITOR: Final = 2001
 _MONITOR_EVENT: Final = 3
 # Microseconds from 0 AD (nominal Gregorian) to 1970-01-01, as BlueZ's src/shared/btsnoop.c uses.
 BTSNOOP_EPOCH_DELTA: Final = 0x00DCDDB30F2F8000
-PCAP_MAGICS: Final = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-                      b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
 LINKTYPE_H4: Final = 187
 LINKTYPE_H4_PHDR: Final = 201
 # No HCI packet is bigger; a larger record length is a corrupt file.
 MAX_RECORD: Final = 65536 + 8
-
-
-class CaptureError(ValueError):
-    """The file is not a capture we can read, or is corrupt from some point on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,27 +80,10 @@ def _btsnoop(f: BinaryIO, head: bytes) -> Iterator[CapturedPacket]:
 
 
 def _pcap(f: BinaryIO, head: bytes) -> Iterator[CapturedPacket]:
-    if len(head) < 24:
-        raise CaptureError("pcap header truncated")
-    order, unit = PCAP_MAGICS[head[:4]]
-    linktype = struct.unpack(order + "I", head[20:24])[0]
-    if linktype not in (LINKTYPE_H4, LINKTYPE_H4_PHDR):
-        raise CaptureError(f"pcap link type {linktype} is not Bluetooth HCI H4 (187 or 201)")
-    while True:
-        rec = f.read(16)
-        if not rec:
-            return
-        if len(rec) < 16:
-            raise CaptureError("pcap record header truncated")
-        sec, frac, incl, _orig = struct.unpack(order + "IIII", rec)
-        if incl > MAX_RECORD:
-            raise CaptureError(f"pcap record of {incl} bytes")
-        data = f.read(incl)
-        if len(data) < incl:
-            raise CaptureError("pcap record truncated")
-        if linktype == LINKTYPE_H4_PHDR:
-            data = data[4:]
-        yield CapturedPacket(sec + frac * unit, data)
+    linktype, records = read_pcap(f, head, {LINKTYPE_H4, LINKTYPE_H4_PHDR}, "Bluetooth HCI H4 (187 or 201)",
+                                  MAX_RECORD)
+    for ts, data in records:
+        yield CapturedPacket(ts, data[4:] if linktype == LINKTYPE_H4_PHDR else data)
 
 
 def write_btsnoop(f: BinaryIO, packets: list[CapturedPacket]) -> None:

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import errno
 import logging
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from drivers.ble.captures import CaptureError, read_capture
+from drivers.ble.captures import read_capture
+from drivers.capture import FileReplay, ThreadSource
 
 __all__ = ["AdvertSource", "HciSource", "ReplaySource", "make_source"]
 
@@ -33,88 +34,26 @@ SCAN_ENABLE = bytes((0x01, 0x00))
 SCAN_DISABLE = bytes((0x00, 0x00))
 
 
-class AdvertSource:
-    """Hands (time, H4 event packet) to `on_packet` and its state ("ok" or a reason) to `on_state`, on the loop.
+class AdvertSource(ThreadSource):
+    """Hands (time, H4 event packet) to the loop. The time is the source's clock: the wall clock for an
+    adapter and a replay at recorded speed, the capture's own timestamps for a replay as fast as possible
+    (so a replay decides exactly as live did)."""
 
-    The time is the source's clock: the wall clock for an adapter and a replay at recorded speed, the
-    capture's own timestamps for a replay as fast as possible (so a replay decides exactly as live did).
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_packet: Callable[[float, bytes], None],
-                 on_state: Callable[[str, str | None], None]) -> None:
-        self._loop = loop
-        self._on_packet = on_packet
-        self._on_state = on_state
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"ble-{type(self).__name__}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def live_clock(self) -> bool:
-        """Whether the packet times follow the wall clock (so the consumer may also tick on its own)."""
-        return True
-
-    def _deliver(self, ts: float, packet: bytes) -> None:
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._on_packet, ts, packet)
-
-    def _state(self, state: str, reason: str | None = None) -> None:
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._on_state, state, reason)
-
-    def _run(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    thread_prefix = "ble"
 
 
-class ReplaySource(AdvertSource):
-    """Replays a capture, at recorded speed (default) or as fast as possible; optionally in a loop."""
+class ReplaySource(FileReplay):
+    """Replays a btsnoop or pcap capture of HCI events, at recorded speed or as fast as possible."""
+
+    thread_prefix = "ble"
 
     def __init__(self, path: Path, loop: asyncio.AbstractEventLoop, on_packet: Callable[[float, bytes], None],
                  on_state: Callable[[str, str | None], None], *, speed: float = 1.0, repeat: bool = False) -> None:
-        super().__init__(loop, on_packet, on_state)
-        self.path = path
-        self.speed = speed  # 0: as fast as possible
-        self.repeat = repeat
-        self.done = threading.Event()
+        super().__init__(path, _hci_records, loop, on_packet, on_state, speed=speed, repeat=repeat)
 
-    @property
-    def live_clock(self) -> bool:
-        return self.speed > 0
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with open(self.path, "rb") as f:
-                    self._state("ok")
-                    first: float | None = None
-                    started, wall = time.monotonic(), time.time()
-                    for packet in read_capture(f):
-                        if self._stop.is_set():
-                            return
-                        if self.speed > 0:
-                            first = packet.ts if first is None else first
-                            offset = (packet.ts - first) / self.speed
-                            delay = offset - (time.monotonic() - started)
-                            if delay > 0 and self._stop.wait(delay):
-                                return
-                            self._deliver(wall + offset, packet.h4)
-                        else:
-                            self._deliver(packet.ts, packet.h4)
-            except FileNotFoundError:
-                self._state("missing", f"capture file {self.path} not found")
-            except (OSError, CaptureError) as exc:
-                self._state("error", f"capture {self.path}: {exc}")
-            self.done.set()
-            if not self.repeat or self._stop.wait(1.0):
-                return
+def _hci_records(f: BinaryIO) -> Iterator[tuple[float, bytes]]:
+    return ((p.ts, p.h4) for p in read_capture(f))
 
 
 class HciSource(AdvertSource):
@@ -187,7 +126,7 @@ def _explain(exc: BaseException, adapter: str) -> str:
 
 
 def make_source(source: str, loop: asyncio.AbstractEventLoop, on_packet: Callable[[float, bytes], None],
-                on_state: Callable[[str, str | None], None]) -> AdvertSource:
+                on_state: Callable[[str, str | None], None]) -> ThreadSource:
     if source.startswith("replay:"):
         # replay:PATH[?fast][&loop]  fast: no delays (capture time drives the tracker); loop: start over at the end
         spec, _, query = source[len("replay:"):].partition("?")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from drivers.capture import FileReplay, ThreadSource, read_pcap, write_pcap
 
 __all__ = ["LINKTYPE_RADIOTAP", "MonitorSource", "PcapReplay", "make_probe_source", "read_radiotap_pcap",
            "write_radiotap_pcap"]
@@ -22,106 +22,30 @@ __all__ = ["LINKTYPE_RADIOTAP", "MonitorSource", "PcapReplay", "make_probe_sourc
 log = logging.getLogger(__name__)
 
 LINKTYPE_RADIOTAP = 127
-_MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-           b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
 _MAX_RECORD = 65536
 
 
 def read_radiotap_pcap(f: BinaryIO) -> Iterator[tuple[float, bytes]]:
-    head = f.read(24)
-    if len(head) < 24 or head[:4] not in _MAGICS:
-        raise ValueError("not a pcap file")
-    order, unit = _MAGICS[head[:4]]
-    if struct.unpack(order + "I", head[20:24])[0] != LINKTYPE_RADIOTAP:
-        raise ValueError("pcap link type is not 802.11 + radiotap (127)")
-    while True:
-        rec = f.read(16)
-        if not rec:
-            return
-        if len(rec) < 16:
-            raise ValueError("pcap record header truncated")
-        sec, frac, incl, _ = struct.unpack(order + "IIII", rec)
-        if incl > _MAX_RECORD:
-            raise ValueError(f"pcap record of {incl} bytes")
-        data = f.read(incl)
-        if len(data) < incl:
-            raise ValueError("pcap record truncated")
-        yield sec + frac * unit, data
+    _, records = read_pcap(f, f.read(24), {LINKTYPE_RADIOTAP}, "802.11 + radiotap (127)", _MAX_RECORD)
+    return records
 
 
 def write_radiotap_pcap(f: BinaryIO, records: list[tuple[float, bytes]]) -> None:
-    f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RADIOTAP))
-    for ts, data in records:
-        f.write(struct.pack("<IIII", int(ts), round((ts % 1) * 1e6), len(data), len(data)) + data)
+    write_pcap(f, LINKTYPE_RADIOTAP, records)
 
 
-class _Source:
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_frame: Callable[[float, bytes], None],
-                 on_state: Callable[[str, str | None], None]) -> None:
-        self._loop = loop
-        self._on_frame = on_frame
-        self._on_state = on_state
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
-
-    def _deliver(self, ts: float, data: bytes) -> None:
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._on_frame, ts, data)
-
-    def _state(self, state: str, reason: str | None = None) -> None:
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._on_state, state, reason)
-
-    def _run(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+class PcapReplay(FileReplay):
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop, on_frame: Callable[[float, bytes], None],
+                 on_state: Callable[[str, str | None], None], *, fast: bool = False) -> None:
+        super().__init__(path, read_radiotap_pcap, loop, on_frame, on_state, speed=0 if fast else 1.0)
 
 
-class PcapReplay(_Source):
-    def __init__(self, path: Path, *args: object, fast: bool = False) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
-        self.path = path
-        self.fast = fast
-        self.done = threading.Event()
-
-    def _run(self) -> None:
-        try:
-            with open(self.path, "rb") as f:
-                self._state("ok")
-                first: float | None = None
-                started, wall = time.monotonic(), time.time()
-                for ts, data in read_radiotap_pcap(f):
-                    if self._stop.is_set():
-                        return
-                    if self.fast:
-                        self._deliver(ts, data)
-                        continue
-                    first = ts if first is None else first
-                    delay = (ts - first) - (time.monotonic() - started)
-                    if delay > 0 and self._stop.wait(delay):
-                        return
-                    self._deliver(wall + ts - first, data)
-        except FileNotFoundError:
-            self._state("missing", f"capture file {self.path} not found")
-        except (OSError, ValueError) as exc:
-            self._state("error", f"capture {self.path}: {exc}")
-        finally:
-            self.done.set()
-
-
-class MonitorSource(_Source):
+class MonitorSource(ThreadSource):
     """Sniffs probe requests on a monitor-mode interface with scapy (needs CAP_NET_RAW)."""
 
-    def __init__(self, iface: str, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(self, iface: str, loop: asyncio.AbstractEventLoop, on_frame: Callable[[float, bytes], None],
+                 on_state: Callable[[str, str | None], None]) -> None:
+        super().__init__(loop, on_frame, on_state)
         self.iface = iface
 
     def _run(self) -> None:
@@ -149,7 +73,7 @@ class MonitorSource(_Source):
 
 
 def make_probe_source(source: str, loop: asyncio.AbstractEventLoop, on_frame: Callable[[float, bytes], None],
-                      on_state: Callable[[str, str | None], None]) -> _Source:
+                      on_state: Callable[[str, str | None], None]) -> ThreadSource:
     if source.startswith("replay:"):
         spec, _, query = source[len("replay:"):].partition("?")
         return PcapReplay(Path(spec), loop, on_frame, on_state, fast="fast" in query.split("&"))
