@@ -31,7 +31,7 @@ from agent.hub import Hub  # noqa: E402
 from agent.outbox import _SCHEMA, Outbox, _row  # noqa: E402
 from drivers.rfid import emulator_class, session_class  # noqa: E402
 from drivers.rfid.base import NEED_DATA, ReaderEmulator, TagReport  # noqa: E402
-from drivers.rfid.simulator import demo_epc  # noqa: E402
+from drivers.rfid.simulator import converse, demo_epc  # noqa: E402
 
 
 @dataclass
@@ -61,17 +61,8 @@ def tag_frames(protocol: str, count: int) -> bytes:
     """`count` tag reports as the device sends them, produced by the protocol's own emulator."""
     emulator: ReaderEmulator = emulator_class(protocol)()
     session = session_class(protocol)(mode="active")
-    # bring the emulator into its streaming state by running the start sequence against it
     session.start()
-    for _ in range(20):
-        emulator.receive_data(session.data_to_send())
-        emulator.tick(None)
-        out = emulator.data_to_send()
-        if not out:
-            break
-        session.receive_data(out)
-        while session.next_event() is not NEED_DATA:
-            pass
+    converse(session, emulator)  # the start sequence brings the emulator into its streaming state
     reports = [TagReport(demo_epc(i % 6, i), 1 + i % 2, -40 - i % 30) for i in range(100)]
     blob = bytearray()
     for _ in range(count // len(reports)):

@@ -23,10 +23,27 @@ from pathlib import Path
 from typing import Protocol
 
 from drivers.rfid import emulator_class
-from drivers.rfid.base import ReaderEmulator, TagReport
+from drivers.rfid.base import NEED_DATA, ReaderEmulator, ReaderEvent, ReaderSession, TagReport
 from drivers.rfid.epc import encode_sgtin96, gtin_check_digit
 
-__all__ = ["DEMO_PRODUCTS", "ManualScenario", "PtySimulator", "Scenario", "ShopfloorScenario", "demo_epc"]
+__all__ = ["DEMO_PRODUCTS", "ManualScenario", "PtySimulator", "Scenario", "ShopfloorScenario", "converse",
+           "demo_epc"]
+
+
+def converse(session: ReaderSession, emulator: ReaderEmulator, rounds: int = 30) -> list[ReaderEvent]:
+    """Let a host session and a device emulator talk, without a line in between, until neither has more
+    to say; the events the session decoded. (Tests and the benchmarks bring readers up with it.)"""
+    events: list[ReaderEvent] = []
+    for _ in range(rounds):
+        emulator.receive_data(session.data_to_send())
+        emulator.tick(None)
+        out = emulator.data_to_send()
+        if not out:
+            break
+        session.receive_data(out)
+        while (event := session.next_event()) is not NEED_DATA:
+            events.append(event)  # type: ignore[arg-type]
+    return events
 
 
 class Scenario(Protocol):

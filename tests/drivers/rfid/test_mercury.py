@@ -25,6 +25,7 @@ from drivers.rfid.mercury import (
     parse_record,
     tm_crc,
 )
+from drivers.rfid.simulator import converse
 from tests.drivers.rfid.helpers import drain, feed, splits, without_errors
 
 H = bytes.fromhex
@@ -164,24 +165,11 @@ def test_an_incomplete_tail_longer_than_any_frame_is_dropped() -> None:
     assert event == FrameError("receive buffer overflow", 152)
 
 
-def _converse(session: Session, emulator: Emulator, rounds: int = 30) -> list[object]:
-    events: list[object] = []
-    for _ in range(rounds):
-        emulator.receive_data(session.data_to_send())
-        emulator.tick(None)
-        out = emulator.data_to_send()
-        if not out:
-            break
-        session.receive_data(out)
-        events += drain(session)
-    return events
-
-
 def test_boot_sequence_then_continuous_read() -> None:
     session = Session(antennas=(1, 2), region="eu3")
     emulator = Emulator()
     session.start()
-    _converse(session, emulator)
+    converse(session, emulator)
     assert session.booted
     assert session.version == VERSION_REPLY[5:-2]
     # stop (in case it streams), version, program, protocol GEN2, region, antennas, read filter, start
@@ -197,7 +185,7 @@ def test_module_in_bootloader_gets_boot_firmware() -> None:
     emulator = Emulator()
     emulator.in_bootloader = True
     session.start()
-    _converse(session, emulator)
+    converse(session, emulator)
     assert emulator.commands[:4] == [0x2F, 0x03, 0x0C, 0x04]
     assert session.booted and not emulator.in_bootloader
 
@@ -206,12 +194,12 @@ def test_polled_inventory_reads_the_tag_buffer_in_several_replies() -> None:
     session = Session(mode="polled")
     emulator = Emulator()
     session.start()
-    _converse(session, emulator)
+    converse(session, emulator)
     assert session.booted and not emulator.streaming
     tags = [TagReport(bytes([0x30, i] + [0] * 10), 1, -50 - i) for i in range(10)]
     emulator.field = tags
     session.poll()
-    events = _converse(session, emulator)
+    events = converse(session, emulator)
     assert [e for e in events if isinstance(e, TagReport)] == tags
     assert emulator.commands[-4:] == [0x2A, 0x22, 0x29, 0x29]  # 10 records do not fit one reply
 

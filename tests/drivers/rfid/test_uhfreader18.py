@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.rfid.base import FrameError, ReaderReply, TagReport
+from drivers.rfid.simulator import converse
 from drivers.rfid.uhfreader18 import (
     Emulator,
     Session,
@@ -161,34 +162,21 @@ def test_malformed_inventory_with_good_crc(data: bytes, why: str) -> None:
         parse_epc_list(data)
 
 
-def _converse(session: Session, emulator: Emulator, rounds: int = 20) -> list[object]:
-    events: list[object] = []
-    for _ in range(rounds):
-        emulator.receive_data(session.data_to_send())
-        emulator.tick(None)
-        out = emulator.data_to_send()
-        if not out:
-            break
-        session.receive_data(out)
-        events += drain(session)
-    return events
-
-
 def test_emulator_answer_mode_with_many_tags() -> None:
     session, emulator = Session(), Emulator()
     session.start()
-    _converse(session, emulator)
+    converse(session, emulator)
     assert session.reader_info is not None and emulator.read_mode == 0
     emulator.field = [TagReport(os.urandom(12)) for _ in range(20)]
     session.poll()
-    events = _converse(session, emulator)
+    events = converse(session, emulator)
     assert [e for e in events if isinstance(e, TagReport)] == list(emulator.field)
 
 
 def test_emulator_scan_mode_streams_and_ignores_inventory_commands() -> None:
     session, emulator = Session(mode="active"), Emulator()
     session.start()
-    _converse(session, emulator)
+    converse(session, emulator)
     assert emulator.read_mode == 1
     tags = [TagReport(os.urandom(12)) for _ in range(3)]
     emulator.tick(tags)
