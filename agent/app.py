@@ -598,10 +598,10 @@ def _probe_port(rc: ReaderConfig) -> str | None:
     """Open and close a reader's port once; the reason it fails, or None."""
     import serial
 
-    from drivers.rfid.transport import _describe
+    from drivers.rfid.transport import describe_error
 
     try:
         serial.serial_for_url(rc.port, baudrate=rc.baudrate, timeout=0.1, exclusive=True).close()
     except (serial.SerialException, OSError, ValueError) as exc:
-        return _describe(exc)
+        return describe_error(exc)
     return None

@@ -12,21 +12,17 @@ across days and never the raw identifier.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import statistics
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from agent.config import BleConfig, BleZoneConfig
+from agent.privacy import DailySalt
 from drivers.ble.beacons import BeaconError, EddystoneTlm, IBeacon, decode
 from drivers.ble.hci import AdvReport
 
-__all__ = ["BeaconTracker", "DailySalt", "RssiFilter", "distance_m"]
+__all__ = ["BeaconTracker", "RssiFilter", "distance_m"]
 
 DEFAULT_ZONES = [BleZoneConfig(id="near", rssi_enter=-75, rssi_exit=-85)]
 HEALTH_EVERY_S = 600.0  # one beacon.health per beacon per 10 minutes is plenty for the cloud
@@ -51,21 +47,6 @@ class RssiFilter:
 def distance_m(rssi: float, measured_power: int, exponent: float) -> float:
     """Log-distance path loss: measured_power is the RSSI at 1 m."""
     return float(10 ** ((measured_power - rssi) / (10 * exponent)))
-
-
-class DailySalt:
-    """A random salt per UTC day, kept in memory only."""
-
-    def __init__(self, today: Callable[[], str] | None = None) -> None:
-        self._today = today or (lambda: datetime.now(UTC).strftime("%Y-%m-%d"))
-        self._day = ""
-        self._salt = b""
-
-    def hash(self, identifier: str) -> str:
-        day = self._today()
-        if day != self._day:
-            self._day, self._salt = day, os.urandom(32)
-        return hmac.new(self._salt, identifier.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 @dataclass(slots=True)
@@ -217,5 +198,6 @@ class BeaconTracker:
     def snapshot(self) -> list[dict[str, Any]]:
         return [{"id": t.key if not t.key.startswith(("device:", "member:")) else t.key.split(":")[0],
                  "kind": t.kind, "zone": t.zone, "rssi": None if t.filter.value is None else round(t.filter.value),
-                 "last_heard": t.last_heard, "health": t.health or None}
+                 "last_heard": t.last_heard, "health": t.health or None,
+                 "battery_low": (t.health.get("battery_mv") or 10**6) < self.config.low_battery_mv}
                 for t in self._tracked.values()]

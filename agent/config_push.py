@@ -104,7 +104,8 @@ def _raw_section(config: Config, section: str) -> Any:
 
 
 def _dump_secret_free(config: Config, section: str) -> Any:
-    return json.loads(json.dumps(_unwrap_secrets(getattr(config, section).model_dump(mode="python")), default=str))
+    """The section as it would look in a JSON push, for comparing with one."""
+    return json.loads(json.dumps(_raw_section(config, section), default=str))
 
 
 def _unwrap_secrets(value: Any) -> Any:

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agent.beacons import DailySalt
 from agent.config import Config, PortalConfig
 from agent.consent import Consent, ConsentStore
 from agent.events import Event
 from agent.hub import Hub
 from agent.portal_text import TEXT_VERSION
+from agent.privacy import DailySalt
 from drivers.wifi.fas import FasClient, FasError, parse_fas
 from drivers.wifi.ndsctl import NdsCtl, NdsCtlError
 

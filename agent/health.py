@@ -51,9 +51,8 @@ def assess(status: dict[str, Any], *, now: float | None = None) -> dict[str, Any
     if ble and ble.get("state") not in ("ok", "starting"):
         amber.append(f"Bluetooth beacons not heard: {ble.get('reason') or ble.get('state')}.")
     for b in (ble or {}).get("beacons", []):
-        health = b.get("health") or {}
-        if health.get("battery_mv") is not None and health["battery_mv"] < status.get("ble_low_battery_mv", 2500):
-            amber.append(f"Beacon {b['id']} battery low ({health['battery_mv']} mV): replace it.")
+        if b.get("battery_low"):
+            amber.append(f"Beacon {b['id']} battery low ({b['health']['battery_mv']} mV): replace it.")
     mqtt = status.get("mqtt", {})
     outbox = status.get("outbox", {})
     if mqtt.get("enabled", True) and not mqtt.get("connected"):

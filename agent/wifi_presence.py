@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from agent.beacons import DailySalt
 from agent.config import PresenceConfig, WifiZoneConfig
 from agent.events import Event
 from agent.hub import Hub
+from agent.privacy import DailySalt
 from drivers.wifi.probes import ProbeError, ProbeRequest, parse_radiotap_frame
 from drivers.wifi.sources import make_probe_source
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import serial
 
-__all__ = ["Backoff", "PortState", "SerialTransport"]
+__all__ = ["Backoff", "PortState", "SerialTransport", "describe_error"]
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class SerialTransport:
                     self.url, baudrate=self.baudrate, timeout=_READ_TIMEOUT_S, write_timeout=1.0, exclusive=True
                 )
             except (serial.SerialException, OSError, ValueError) as exc:
-                error = _describe(exc)
+                error = describe_error(exc)
                 if error != last_error:
                     self._report(PortState(False, error))
                     last_error = error
@@ -135,7 +135,7 @@ class SerialTransport:
             except (serial.SerialException, OSError) as exc:
                 if time.monotonic() - opened_at >= _STABLE_S:
                     self._backoff.reset()  # it worked for a while: a fresh failure retries quickly
-                last_error = _describe(exc)
+                last_error = describe_error(exc)
                 self._report(PortState(False, last_error))
             finally:
                 with contextlib.suppress(serial.SerialException, OSError):
@@ -185,7 +185,7 @@ class SerialTransport:
             self._on_data(b"".join(chunks))
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """A short reason for staff and logs: 'No such file or directory: /dev/ttyUSB0', not a traceback."""
     errno_exc = exc if isinstance(exc, OSError) else exc.__context__
     if isinstance(errno_exc, OSError) and errno_exc.strerror:

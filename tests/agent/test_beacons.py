@@ -8,8 +8,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from agent.beacons import BeaconTracker, DailySalt, RssiFilter, distance_m
+from agent.beacons import BeaconTracker, RssiFilter, distance_m
 from agent.config import BleConfig
+from agent.health import assess
+from agent.privacy import DailySalt
 from drivers.ble.beacons import encode_eddystone_tlm, encode_eddystone_uid, encode_ibeacon
 from drivers.ble.captures import CapturedPacket, write_btsnoop
 from drivers.ble.hci import encode_adv_report, parse_event
@@ -127,6 +129,10 @@ def test_tlm_health_and_low_battery_for_fixed_beacons() -> None:
                               "uptime_s": 86400.0}) in out
     assert ("beacon.battery_low", {"beacon": "locker-3", "battery_mv": 2400, "threshold_mv": 2600}) in out
     assert tracker.on_report(tlm, 12.0) == []  # health at most every 10 min, the alert once
+    (locker,) = tracker.snapshot()
+    assert locker["battery_low"] is True  # against the configured threshold (2600), not a default
+    reasons = assess({"ble": {"state": "ok", "beacons": tracker.snapshot()}})["reasons"]
+    assert "Beacon locker-3 battery low (2400 mV): replace it." in reasons
 
 
 def test_filter_and_distance() -> None:
