@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.config import Config
+from agent.readers import ReaderRunner
 from drivers.rfid.simulator import ManualScenario, PtySimulator, demo_epc
-from tests.conftest import wait_for
+from tests.conftest import RunningAgent, wait_for
 
 PROTOCOLS = [("mercury", "auto"), ("mercury", "polled"), ("uhfreader18", "auto"), ("uhfreader18", "active"),
              ("r2000", "auto"), ("r2000", "active")]
@@ -107,80 +111,82 @@ async def test_missing_port_is_offline_then_online_when_plugged(tmp_path: Path, 
         sim.stop()
 
 
-async def test_unplug_and_replug(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
-    scenario = ManualScenario()
-    scenario.put(demo_epc(3, 9))
-    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
-    port = sim.start()
-    try:
-        config = config_factory(rfid={"gone_after_s": 5.0, "readers": [
+@dataclass
+class OnPty:
+    sim: PtySimulator
+    scenario: ManualScenario
+    agent: RunningAgent
+    runner: ReaderRunner
+    config: Config
+
+
+@pytest.fixture
+async def mercury_on_pty(tmp_path: Path, config_factory, start_agent):  # type: ignore[no-untyped-def]
+    """A running agent with one Mercury reader "r1", simulated on a pty; the simulator stops afterwards."""
+    sims: list[PtySimulator] = []
+
+    async def make(*tags: bytes, **rfid: Any) -> OnPty:
+        scenario = ManualScenario()
+        for epc in tags:
+            scenario.put(epc)
+        sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
+        sims.append(sim)
+        port = sim.start()
+        config = config_factory(rfid={**rfid, "readers": [
             {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
         ra = await start_agent(config)
-        runner = ra.agent.readers["r1"]
-        await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 10)
-        sim.unplug()
-        await wait_for(lambda: runner.state == "offline", 5)
-        assert runner.error
-        assert len(runner.presence) == 0  # reported gone with reason reader_offline
-        sim.plug()
-        await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 15)
-        assert runner.reconnects >= 1
-        await ra.stop()
-    finally:
+        return OnPty(sim, scenario, ra, ra.agent.readers["r1"], config)
+
+    yield make
+    for sim in sims:
         sim.stop()
-    kinds = [(e["kind"], e["data"].get("reason")) for e in events_in(config.storage.path)
+
+
+async def test_unplug_and_replug(mercury_on_pty) -> None:  # type: ignore[no-untyped-def]
+    r = await mercury_on_pty(demo_epc(3, 9), gone_after_s=5.0)
+    runner = r.runner
+    await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 10)
+    r.sim.unplug()
+    await wait_for(lambda: runner.state == "offline", 5)
+    assert runner.error
+    assert len(runner.presence) == 0  # reported gone with reason reader_offline
+    r.sim.plug()
+    await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 15)
+    assert runner.reconnects >= 1
+    await r.agent.stop()
+    kinds = [(e["kind"], e["data"].get("reason")) for e in events_in(r.config.storage.path)
              if e["kind"] in ("reader.online", "reader.offline", "tag.gone")]
     assert ("reader.offline", None) in kinds
     assert ("tag.gone", "reader_offline") in kinds
     assert [k for k, _ in kinds].count("reader.online") >= 2
 
 
-async def test_pause_and_resume(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
-    scenario = ManualScenario()
-    scenario.put(demo_epc(4, 1))
-    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
-    port = sim.start()
-    try:
-        config = config_factory(rfid={"gone_after_s": 0.3, "readers": [
-            {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
-        ra = await start_agent(config)
-        runner = ra.agent.readers["r1"]
-        await wait_for(lambda: len(runner.presence) == 1, 10)
-        runner.pause()
-        assert runner.state == "paused"
-        await wait_for(lambda: len(runner.presence) == 0, 5)
-        await asyncio.sleep(0.5)
-        assert len(runner.presence) == 0  # no new appearances while paused
-        runner.resume()
-        await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 10)
-    finally:
-        sim.stop()
+async def test_pause_and_resume(mercury_on_pty) -> None:  # type: ignore[no-untyped-def]
+    runner = (await mercury_on_pty(demo_epc(4, 1), gone_after_s=0.3)).runner
+    await wait_for(lambda: len(runner.presence) == 1, 10)
+    runner.pause()
+    assert runner.state == "paused"
+    await wait_for(lambda: len(runner.presence) == 0, 5)
+    await asyncio.sleep(0.5)
+    assert len(runner.presence) == 0  # no new appearances while paused
+    runner.resume()
+    await wait_for(lambda: runner.state == "online" and len(runner.presence) == 1, 10)
 
 
-async def test_garbage_on_the_line_is_counted_and_reading_goes_on(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
-    scenario = ManualScenario()
-    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
-    port = sim.start()
-    try:
-        config = config_factory(rfid={"readers": [
-            {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
-        ra = await start_agent(config)
-        runner = ra.agent.readers["r1"]
-        await wait_for(lambda: runner.state == "online", 10)
-        sim.inject(b"\xff\x05\x22\x00\x00garbage-with-bad-crc\x00\x01")
-        scenario.put(demo_epc(5, 5))
-        await wait_for(lambda: runner.frame_errors > 0 and len(runner.presence) == 1, 10)
-        status = await ra.agent.status()
-        (reader,) = status["readers"]
-        assert reader["frame_errors"] > 0 and reader["state"] == "online"
-    finally:
-        sim.stop()
+async def test_garbage_on_the_line_is_counted_and_reading_goes_on(mercury_on_pty) -> None:  # type: ignore[no-untyped-def]
+    r = await mercury_on_pty()
+    runner = r.runner
+    await wait_for(lambda: runner.state == "online", 10)
+    r.sim.inject(b"\xff\x05\x22\x00\x00garbage-with-bad-crc\x00\x01")
+    r.scenario.put(demo_epc(5, 5))
+    await wait_for(lambda: runner.frame_errors > 0 and len(runner.presence) == 1, 10)
+    status = await r.agent.agent.status()
+    (reader,) = status["readers"]
+    assert reader["frame_errors"] > 0 and reader["state"] == "online"
 
 
-async def test_runner_crash_is_restarted_by_the_supervisor(tmp_path: Path, config_factory, start_agent,
+async def test_runner_crash_is_restarted_by_the_supervisor(mercury_on_pty,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    from agent.readers import ReaderRunner
-
     calls = {"n": 0}
     real_tick = ReaderRunner._tick
 
@@ -191,18 +197,9 @@ async def test_runner_crash_is_restarted_by_the_supervisor(tmp_path: Path, confi
         return real_tick(self)
 
     monkeypatch.setattr(ReaderRunner, "_tick", flaky_tick)
-    scenario = ManualScenario()
-    scenario.put(demo_epc(1, 1))
-    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
-    port = sim.start()
-    try:
-        config = config_factory(rfid={"readers": [
-            {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
-        ra = await start_agent(config)
-        runner = ra.agent.readers["r1"]
-        await wait_for(lambda: runner.state == "restarting", 5)
-        assert "bug in a driver" in (runner.error or "")
-        await wait_for(lambda: runner.state == "online", 10)
-        assert not ra.task.done()
-    finally:
-        sim.stop()
+    r = await mercury_on_pty(demo_epc(1, 1))
+    runner = r.runner
+    await wait_for(lambda: runner.state == "restarting", 5)
+    assert "bug in a driver" in (runner.error or "")
+    await wait_for(lambda: runner.state == "online", 10)
+    assert not r.agent.task.done()
