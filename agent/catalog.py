@@ -13,24 +13,20 @@ Contract payloads:
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.errors import StorageError
+from agent.storage import SqliteWorker, storage_errors, transaction
 from drivers.rfid.epc import gtin_check_digit
 
 __all__ = ["CatalogDoc", "LocalData", "Product", "SoldDoc"]
-
-T = TypeVar("T")
 
 # A large store's catalog is ~100k products; beyond this a push is a mistake.
 MAX_PRODUCTS = 500_000
@@ -120,8 +116,7 @@ class LocalData:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-data")
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteWorker(path, name="local-data", label="local data")
         self.catalog_version = 0
         self.currency = "EUR"
         self.products = 0
@@ -130,33 +125,23 @@ class LocalData:
         self._sold: dict[str, float] = {}  # EPC -> expires_at
 
     async def __aenter__(self) -> LocalData:
-        await self._run(self._open)
+        await self.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def open(self) -> None:
+        await self._db.open(self._load)
+
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._run(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            items = {g: CatalogItem(g, n, Decimal(p)) for g, n, p in conn.execute("SELECT gtin, name, price FROM catalog")}
-            sold = dict(conn.execute("SELECT epc, expires_at FROM sold WHERE expires_at > ?", (self._clock(),)))
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"cannot open {self.path}: {exc}") from exc
-        self._conn = conn
+    def _load(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(_SCHEMA)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        items = {g: CatalogItem(g, n, Decimal(p)) for g, n, p in conn.execute("SELECT gtin, name, price FROM catalog")}
+        sold = dict(conn.execute("SELECT epc, expires_at FROM sold WHERE expires_at > ?", (self._clock(),)))
         self.catalog_version = int(meta.get("catalog_version", 0))
         self.currency = meta.get("currency", "EUR")
         self._items = items
@@ -171,52 +156,20 @@ class LocalData:
     async def replace_catalog(self, doc: CatalogDoc) -> None:
         """Swap the whole catalog in one transaction; a stale version is refused by the caller."""
         rows = [{"gtin": p.gtin, "name": p.name, "price": str(p.price)} for p in doc.products]
-        await self._run(self._replace, rows, doc.version, doc.currency)
+        await self._db.run(_replace, rows, doc.version, doc.currency)
         self._items = {p.gtin: CatalogItem(p.gtin, p.name, p.price) for p in doc.products}
         self.catalog_version = doc.version
         self.currency = doc.currency
         self.products = len(self._items)
-
-    def _replace(self, rows: list[dict[str, Any]], version: int, currency: str) -> None:
-        import sqlite_utils
-
-        assert self._conn is not None
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("DELETE FROM catalog")
-                sqlite_utils.Database(conn).table("catalog").insert_all(rows, batch_size=5000)
-                conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                                 [("catalog_version", str(version)), ("currency", currency)])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"catalog write failed: {exc}") from exc
 
     # -- sold ledger ---------------------------------------------------------------------------
 
     async def add_sold(self, epcs: Iterable[str], *, reason: str, source: str, ttl_s: float) -> int:
         now = self._clock()
         rows = [(e, reason, source, now, now + ttl_s) for e in epcs]
-        n = await self._run(self._add_sold, rows)
+        n = await self._db.run(_add_sold, rows)
         self._sold.update((e, now + ttl_s) for e in {r[0] for r in rows})  # only once committed
         return n
-
-    def _add_sold(self, rows: list[tuple[str, str, str, float, float]]) -> int:
-        assert self._conn is not None
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR REPLACE INTO sold (epc, reason, source, added_at, expires_at) "
-                             "VALUES (?, ?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise StorageError(f"sold ledger write failed: {exc}") from exc
-        return len(rows)
 
     def is_sold(self, epc: str) -> bool:
         """In memory: the gate decides without waiting for the disk."""
@@ -226,12 +179,33 @@ class LocalData:
     async def purge_expired(self) -> int:
         now = self._clock()
         self._sold = {e: t for e, t in self._sold.items() if t > now}
-        return await self._run(self._purge, now)
-
-    def _purge(self, now: float) -> int:
-        assert self._conn is not None
-        return int(self._conn.execute("DELETE FROM sold WHERE expires_at <= ?", (now,)).rowcount)
+        return await self._db.run(_purge, now)
 
     @property
     def sold_count(self) -> int:
         return len(self._sold)
+
+
+# -- on the worker thread ----------------------------------------------------------------------
+
+
+def _replace(conn: sqlite3.Connection, rows: list[dict[str, Any]], version: int, currency: str) -> None:
+    import sqlite_utils
+
+    with storage_errors("catalog write failed"), transaction(conn):
+        conn.execute("DELETE FROM catalog")
+        sqlite_utils.Database(conn).table("catalog").insert_all(rows, batch_size=5000)
+        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                         [("catalog_version", str(version)), ("currency", currency)])
+
+
+def _add_sold(conn: sqlite3.Connection, rows: list[tuple[str, str, str, float, float]]) -> int:
+    with storage_errors("sold ledger write failed"), transaction(conn):
+        conn.executemany("INSERT OR REPLACE INTO sold (epc, reason, source, added_at, expires_at) "
+                         "VALUES (?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def _purge(conn: sqlite3.Connection, now: float) -> int:
+    with storage_errors("sold ledger purge failed"):
+        return int(conn.execute("DELETE FROM sold WHERE expires_at <= ?", (now,)).rowcount)

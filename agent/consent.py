@@ -8,7 +8,6 @@ store can show the choice was honoured) and the cloud is told with `consent.with
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import sqlite3
@@ -16,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agent.storage import SqliteWorker, storage_errors, transaction
 
 __all__ = ["Consent", "ConsentStore"]
 
@@ -40,55 +41,49 @@ class Consent:
 
 
 class ConsentStore:
+    """Raises StorageError (with the sqlite cause) when the file cannot be written."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._db = SqliteWorker(path, name="consents", label="consent store")
 
     async def open(self) -> None:
-        def _open() -> sqlite3.Connection:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            return conn
-
-        self._conn = await asyncio.to_thread(_open)
+        await self._db.open(lambda conn: conn.executescript(_SCHEMA))
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await asyncio.to_thread(self._conn.close)
-            self._conn = None
+        await self._db.close()
 
     async def give(self, choices: dict[str, bool], *, text_version: str, lang: str, mac: str | None,
                    loyalty: str | None) -> Consent:
         consent = Consent(secrets.token_urlsafe(18), choices, text_version, lang, time.time(),
                           mac if choices.get("personalisation") else None, loyalty)
-        async with self._lock:
-            await asyncio.to_thread(self._insert, consent)
+        await self._db.run(_insert, consent)
         return consent
 
-    def _insert(self, c: Consent) -> None:
-        assert self._conn is not None
-        self._conn.execute("INSERT INTO consents (id, choices, text_version, lang, given_at, mac, loyalty) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (c.id, json.dumps(c.choices), c.text_version, c.lang, c.given_at, c.mac, c.loyalty))
-
     async def withdraw(self, consent_id: str) -> bool:
-        async with self._lock:
-            return await asyncio.to_thread(self._withdraw, consent_id, time.time())
-
-    def _withdraw(self, consent_id: str, now: float) -> bool:
-        assert self._conn is not None
-        cur = self._conn.execute("UPDATE consents SET withdrawn_at = ?, mac = NULL, loyalty = NULL, "
-                                 "choices = ? WHERE id = ? AND withdrawn_at IS NULL",
-                                 (now, json.dumps({"withdrawn": True}), consent_id))
-        return cur.rowcount == 1
+        return await self._db.run(_withdraw, consent_id, time.time())
 
     async def rows(self) -> list[dict[str, Any]]:
-        def _rows() -> list[dict[str, Any]]:
-            assert self._conn is not None
-            cur = self._conn.execute("SELECT * FROM consents")
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        return await self._db.run(_rows)
 
-        return await asyncio.to_thread(_rows)
+
+def _insert(conn: sqlite3.Connection, c: Consent) -> None:
+    with storage_errors("consent write failed"), transaction(conn):
+        conn.execute("INSERT INTO consents (id, choices, text_version, lang, given_at, mac, loyalty) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (c.id, json.dumps(c.choices), c.text_version, c.lang, c.given_at, c.mac, c.loyalty))
+
+
+def _withdraw(conn: sqlite3.Connection, consent_id: str, now: float) -> bool:
+    with storage_errors("consent withdrawal failed"), transaction(conn):
+        cur = conn.execute("UPDATE consents SET withdrawn_at = ?, mac = NULL, loyalty = NULL, "
+                           "choices = ? WHERE id = ? AND withdrawn_at IS NULL",
+                           (now, json.dumps({"withdrawn": True}), consent_id))
+        return cur.rowcount == 1
+
+
+def _rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    with storage_errors("consent read failed"):
+        cur = conn.execute("SELECT * FROM consents")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

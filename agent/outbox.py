@@ -29,19 +29,18 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 from agent.errors import StorageError
 from agent.events import Event, Priority
 from agent.hub import Subscription
+from agent.storage import SqliteWorker, storage_errors, transaction
+from drivers.backoff import Backoff
 
-__all__ = ["DropCandidate", "Outbox", "OutboxRow", "OutboxStats", "plan_drops"]
+__all__ = ["SCHEMA", "DropCandidate", "Outbox", "OutboxRow", "OutboxStats", "plan_drops", "row_of"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Drop down to this fraction of the cap, so a full outbox does not drop on every commit.
 LOW_WATER = 0.95
@@ -51,7 +50,7 @@ _DROP_SCAN = 50_000
 _RETRY_MIN_S = 0.1
 _RETRY_MAX_S = 5.0
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the uplink's order and cursor
     id       TEXT    NOT NULL,                   -- the event's ULID, for de-duplication downstream
@@ -113,10 +112,6 @@ class OutboxStats:
     max_bytes: int
 
 
-def _is_disk_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)  # SQLITE_FULL
-
-
 @dataclass(slots=True)
 class _CommitResult:
     rows: int
@@ -125,7 +120,8 @@ class _CommitResult:
     dropped: list[DropCandidate] = field(default_factory=list)
 
 
-def _row(event: Event) -> tuple[str, str, int, float, int, bytes]:
+def row_of(event: Event) -> tuple[str, str, int, float, int, bytes]:
+    """The outbox row of an event: (id, kind, priority, created, size, body)."""
     body = event.to_json()
     return (event.id, event.kind, int(event.priority), event.ts, len(body), body)
 
@@ -147,10 +143,8 @@ class Outbox:
         self.commit_max = commit_max
         self._synchronous = synchronous.upper()
         self._clock = clock
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-writer")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="outbox-reader")
-        self._wconn: sqlite3.Connection | None = None
-        self._rconn: sqlite3.Connection | None = None
+        self._w = SqliteWorker(self.path, name="outbox-writer", label="outbox")
+        self._r = SqliteWorker(self.path, name="outbox-reader", label="outbox")
         self._depth = 0
         self._bytes = 0
         self._oldest: float | None = None
@@ -173,75 +167,36 @@ class Outbox:
         await self.close()
 
     async def open(self) -> None:
-        await self._on_writer(self._open_writer)
-        await self._on_reader(self._open_reader)
+        await self._w.open(self._setup_writer)
+        await self._r.open()
         log.info(
             "outbox: %s open, %d event(s) waiting (%d bytes, cap %d)",
             self.path, self._depth, self._bytes, self.max_bytes,
         )
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    def _open_writer(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._connect()
-            # auto_vacuum must be set before the first table exists; lets us hand freed pages back.
-            if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0:
-                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.executescript(_SCHEMA)
-            depth, size, oldest = conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0), min(created) FROM outbox"
-            ).fetchone()
-            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"cannot open outbox {self.path}: {exc}") from exc
-        self._wconn = conn
+    def _setup_writer(self, conn: sqlite3.Connection) -> None:
+        # auto_vacuum must be set before the first table exists; lets us hand freed pages back.
+        if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.executescript(SCHEMA)
+        depth, size, oldest = conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0), min(created) FROM outbox"
+        ).fetchone()
+        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         self._depth, self._bytes, self._oldest = depth, size, oldest
         self._last_seq = last[0] if last else 0
 
-    def _open_reader(self) -> None:
-        self._rconn = self._connect()
-
     async def close(self) -> None:
-        """Close both connections (after a passive checkpoint); idempotent."""
-        if self._wconn is not None:
-            await self._on_writer(self._close_writer)
-        if self._rconn is not None:
-            await self._on_reader(self._close_reader)
-        self._writer.shutdown(wait=True)
-        self._reader.shutdown(wait=True)
-
-    def _close_writer(self) -> None:
-        assert self._wconn is not None
-        try:
-            self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:  # a reader holding a snapshot: the WAL stays, nothing is lost
-            log.warning("outbox: checkpoint at close failed: %s", exc)
-        self._wconn.close()
-        self._wconn = None
-
-    def _close_reader(self) -> None:
-        assert self._rconn is not None
-        self._rconn.close()
-        self._rconn = None
-
-    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
-
-    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+        """Close both connections (after a checkpoint); idempotent."""
+        await self._w.close(_checkpoint)
+        await self._r.close()
 
     # -- writing -----------------------------------------------------------------------------
 
     async def run_writer(self, sub: Subscription) -> None:
         """Group-commit everything `sub` delivers until it is closed and drained."""
-        delay = _RETRY_MIN_S
+        backoff = Backoff(_RETRY_MIN_S, _RETRY_MAX_S)
         while True:
             batch = await sub.get_batch(self.commit_max)
             if not batch:
@@ -249,49 +204,37 @@ class Outbox:
             while True:
                 try:
                     await self.write(batch)
-                    delay = _RETRY_MIN_S
+                    backoff.reset()
                     break
                 except StorageError as exc:
                     # Keep the batch and retry: the hub queue buffers new events meanwhile
                     # (and counts what it cannot hold). Giving up here would lose committed-to-be data.
                     self.write_errors += 1
                     self.last_error = str(exc)
+                    delay = backoff.next()
                     log.error("outbox: commit of %d event(s) failed, retrying in %.1fs: %s", len(batch), delay, exc)
                     if exc.disk_full:
                         # The disk filled before our cap did: make room the way the cap would, by priority.
                         await self._make_room(max(self._bytes // 10, 1024 * 1024))
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_MAX_S)
 
     async def write(self, events: Sequence[Event]) -> int:
         """Commit `events` in one transaction; returns the last seq. Counters move only after the commit."""
         if not events:
             return self._last_seq
-        result = await self._on_writer(self._commit, events)
+        result = await self._w.run(self._commit, events)
         self._apply_commit(result)
         return result.last_seq
 
-    def _commit(self, events: Sequence[Event]) -> _CommitResult:
-        assert self._wconn is not None, "outbox is not open"
-        conn = self._wconn
-        rows = [_row(e) for e in events]
+    def _commit(self, conn: sqlite3.Connection, events: Sequence[Event]) -> _CommitResult:
+        rows = [row_of(e) for e in events]
         size = sum(r[4] for r in rows)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT INTO outbox (id, kind, priority, created, size, body) VALUES (?, ?, ?, ?, ?, ?)", rows
-                )
-                last_seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                dropped = self._enforce_cap(conn, self._bytes + size)
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back already (disk full): keep the original error, not "no transaction".
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"outbox write failed: {exc}", disk_full=_is_disk_full(exc)) from exc
+        with storage_errors("outbox write failed"), transaction(conn):
+            conn.executemany(
+                "INSERT INTO outbox (id, kind, priority, created, size, body) VALUES (?, ?, ?, ?, ?, ?)", rows
+            )
+            last_seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            dropped = self._enforce_cap(conn, self._bytes + size)
         return _CommitResult(len(rows), size, last_seq, dropped)
 
     def _enforce_cap(self, conn: sqlite3.Connection, total: int, *, excess: int | None = None) -> list[DropCandidate]:
@@ -322,27 +265,15 @@ class Outbox:
 
     async def _make_room(self, nbytes: int) -> None:
         try:
-            dropped = await self._on_writer(self._drop_bytes, nbytes)
+            dropped = await self._w.run(self._drop_bytes, nbytes)
         except StorageError as exc:
             log.error("outbox: could not make room on a full disk: %s", exc)
             return
         self._apply_commit(_CommitResult(0, 0, self._last_seq, dropped), reason="disk full")
 
-    def _drop_bytes(self, nbytes: int) -> list[DropCandidate]:
-        assert self._wconn is not None
-        conn = self._wconn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                dropped = self._enforce_cap(conn, self._bytes, excess=nbytes)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"outbox drop failed: {exc}") from exc
-        return dropped
+    def _drop_bytes(self, conn: sqlite3.Connection, nbytes: int) -> list[DropCandidate]:
+        with storage_errors("outbox drop failed"), transaction(conn):
+            return self._enforce_cap(conn, self._bytes, excess=nbytes)
 
     def _apply_commit(self, result: _CommitResult, *, reason: str = "over its cap") -> None:
         was_empty = self._depth == 0
@@ -382,58 +313,19 @@ class Outbox:
 
     async def take(self, after_seq: int = 0, limit: int = 1000, max_bytes: int | None = None) -> list[OutboxRow]:
         """The oldest rows with seq > `after_seq`, at most `limit` rows and about `max_bytes` (never fewer than one)."""
-        return await self._on_reader(self._take, after_seq, limit, max_bytes)
-
-    def _take(self, after_seq: int, limit: int, max_bytes: int | None) -> list[OutboxRow]:
-        assert self._rconn is not None, "outbox is not open"
-        out: list[OutboxRow] = []
-        total = 0
-        try:
-            cur = self._rconn.execute(
-                "SELECT seq, id, kind, created, body, size FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            )
-            for seq, id_, kind, created, body, size in cur:
-                if max_bytes is not None and out and total + size > max_bytes:
-                    break
-                out.append(OutboxRow(seq, id_, kind, created, body))
-                total += size
-        except sqlite3.Error as exc:
-            raise StorageError(f"outbox read failed: {exc}") from exc
-        return out
+        return await self._r.run(_take, after_seq, limit, max_bytes)
 
     async def ack(self, seqs: Iterable[int]) -> int:
         """Delete acknowledged rows (the broker has them); returns how many were still there."""
         seq_list = sorted(set(seqs))
         if not seq_list:
             return 0
-        removed, _ = await self._on_writer_applied(self._ack, seq_list)
+        removed, _ = await self._on_writer_applied(_ack, seq_list)
         return removed
-
-    def _ack(self, seqs: list[int]) -> tuple[int, int]:
-        assert self._wconn is not None
-        conn = self._wconn
-        removed = freed = 0
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for start in range(0, len(seqs), 500):
-                    chunk = seqs[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    for (size,) in conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING size", chunk):
-                        removed += 1
-                        freed += size
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"outbox ack failed: {exc}") from exc
-        return removed, freed
 
     async def ack_range(self, first: int, last: int) -> int:
         """Delete rows first..last (a batch as `take` returned it: no other rows lie in between)."""
-        removed, _ = await self._on_writer_applied(self._ack_range, first, last)
+        removed, _ = await self._on_writer_applied(_ack_range, first, last)
         return removed
 
     def _apply_ack(self, removed: int, freed: int) -> None:
@@ -442,9 +334,9 @@ class Outbox:
         self.acked += removed
         self._oldest = None
 
-    async def _on_writer_applied(self, fn: Callable[..., tuple[int, int]], *args: Any) -> tuple[int, int]:
+    async def _on_writer_applied(self, fn: Callable[..., tuple[int, int]], *args: object) -> tuple[int, int]:
         """Run a delete on the writer thread; its counters move even if the caller is cancelled meanwhile."""
-        fut = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        fut = self._w.submit(fn, *args)
 
         def done(f: asyncio.Future[tuple[int, int]]) -> None:
             if not f.cancelled() and f.exception() is None:
@@ -452,24 +344,6 @@ class Outbox:
 
         fut.add_done_callback(done)
         return await asyncio.shield(fut)
-
-    def _ack_range(self, first: int, last: int) -> tuple[int, int]:
-        assert self._wconn is not None
-        conn = self._wconn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                count, freed = conn.execute(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE seq BETWEEN ? AND ?", (first, last)
-                ).fetchone()
-                conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"outbox ack failed: {exc}") from exc
-        return int(count), int(freed)
 
     async def wait_for_rows(self, after_seq: int, within_s: float) -> bool:
         """Wait (at most `within_s`) until a row with seq > after_seq is committed; True if there is one."""
@@ -485,26 +359,11 @@ class Outbox:
 
     async def vacuum(self, max_pages: int = 2048) -> None:
         """Hand freed pages back to the file system, a bounded amount at a time."""
-        await self._on_writer(self._vacuum, max_pages)
-
-    def _vacuum(self, max_pages: int) -> None:
-        assert self._wconn is not None
-        try:
-            self._wconn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
-        except sqlite3.Error as exc:
-            log.warning("outbox: incremental vacuum failed: %s", exc)
+        await self._w.run(_vacuum, max_pages)
 
     async def check_writable(self) -> None:
         """A cheap write round trip, for health checks; raises StorageError."""
-        await self._on_writer(self._probe)
-
-    def _probe(self) -> None:
-        assert self._wconn is not None
-        try:
-            self._wconn.execute("BEGIN IMMEDIATE")
-            self._wconn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise StorageError(f"outbox not writable: {exc}") from exc
+        await self._w.run(_probe)
 
     # -- statistics --------------------------------------------------------------------------
 
@@ -528,13 +387,8 @@ class Outbox:
         if self._depth == 0:
             return None
         if self._oldest is None:
-            self._oldest = await self._on_reader(self._oldest_created)
+            self._oldest = await self._r.run(_oldest_created)
         return None if self._oldest is None else max(0.0, self._clock() - self._oldest)
-
-    def _oldest_created(self) -> float | None:
-        assert self._rconn is not None
-        row = self._rconn.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
-        return None if row is None else float(row[0])
 
     def disk_bytes(self) -> int:
         total = 0
@@ -557,3 +411,67 @@ class Outbox:
             disk_bytes=self.disk_bytes(),
             max_bytes=self.max_bytes,
         )
+
+
+# -- on the worker threads ---------------------------------------------------------------------
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:  # a reader holding a snapshot: the WAL stays, nothing is lost
+        log.warning("outbox: checkpoint at close failed: %s", exc)
+
+
+def _take(conn: sqlite3.Connection, after_seq: int, limit: int, max_bytes: int | None) -> list[OutboxRow]:
+    out: list[OutboxRow] = []
+    total = 0
+    with storage_errors("outbox read failed"):
+        cur = conn.execute(
+            "SELECT seq, id, kind, created, body, size FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        for seq, id_, kind, created, body, size in cur:
+            if max_bytes is not None and out and total + size > max_bytes:
+                break
+            out.append(OutboxRow(seq, id_, kind, created, body))
+            total += size
+    return out
+
+
+def _ack(conn: sqlite3.Connection, seqs: list[int]) -> tuple[int, int]:
+    removed = freed = 0
+    with storage_errors("outbox ack failed"), transaction(conn):
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (size,) in conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING size", chunk):
+                removed += 1
+                freed += size
+    return removed, freed
+
+
+def _ack_range(conn: sqlite3.Connection, first: int, last: int) -> tuple[int, int]:
+    with storage_errors("outbox ack failed"), transaction(conn):
+        count, freed = conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE seq BETWEEN ? AND ?", (first, last)
+        ).fetchone()
+        conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last))
+    return int(count), int(freed)
+
+
+def _vacuum(conn: sqlite3.Connection, max_pages: int) -> None:
+    try:
+        conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+    except sqlite3.Error as exc:
+        log.warning("outbox: incremental vacuum failed: %s", exc)
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    with storage_errors("outbox not writable"), transaction(conn):
+        pass
+
+
+def _oldest_created(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
+    return None if row is None else float(row[0])

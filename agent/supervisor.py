@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from drivers.backoff import Backoff
 
 __all__ = ["RestartPolicy", "supervise"]
 
@@ -26,7 +27,7 @@ class RestartPolicy:
     maximum_s: float = 60.0
     # A task that ran this long before failing is considered healthy: start over at initial_s.
     healthy_after_s: float = 60.0
-    jitter: float = 0.2
+    jitter: float = 0.2  # each wait is shortened by up to this share
 
 
 async def supervise(
@@ -38,7 +39,7 @@ async def supervise(
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Run `run()` until cancelled; restart it when it raises or returns unexpectedly."""
-    delay = policy.initial_s
+    backoff = Backoff(policy.initial_s, policy.maximum_s, jitter=policy.jitter, stable_s=policy.healthy_after_s)
     restarts = 0
     while True:
         started = clock()
@@ -49,13 +50,11 @@ async def supervise(
             raise
         except Exception as exc:
             error = exc
-        if clock() - started >= policy.healthy_after_s:
-            delay = policy.initial_s
+        backoff.succeeded(clock() - started)
         restarts += 1
-        wait = delay * (1 + random.uniform(-policy.jitter, policy.jitter))
+        wait = backoff.next()
         log.error("%s crashed (%s: %s); restart #%d in %.1fs", name, type(error).__name__, error, restarts, wait,
                   exc_info=error)
         if on_crash is not None:
             on_crash(error, restarts, wait)
         await asyncio.sleep(wait)
-        delay = min(delay * 2, policy.maximum_s)

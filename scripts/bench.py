@@ -28,7 +28,7 @@ from decimal import Decimal  # noqa: E402
 
 from agent.events import Event  # noqa: E402
 from agent.hub import Hub  # noqa: E402
-from agent.outbox import _SCHEMA, Outbox, _row  # noqa: E402
+from agent.outbox import SCHEMA, Outbox, row_of  # noqa: E402
 from drivers.rfid import emulator_class, session_class  # noqa: E402
 from drivers.rfid.base import NEED_DATA, ReaderEmulator, TagReport  # noqa: E402
 from drivers.rfid.simulator import converse, demo_epc  # noqa: E402
@@ -104,7 +104,7 @@ def raw_sqlite_rate(path: Path, rows: list[tuple], batch: int) -> float:  # type
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(_SCHEMA)
+    conn.executescript(SCHEMA)
     t0 = time.perf_counter()
     for i in range(0, len(rows), batch):
         conn.execute("BEGIN")
@@ -134,7 +134,7 @@ async def outbox_rate(path: Path, events: list[Event], commit_max: int) -> float
 def bench_outbox() -> list[Figure]:
     n = 300_000
     events = sample_events(n)
-    rows = [_row(e) for e in events]
+    rows = [row_of(e) for e in events]
     raws, agents = [], []
     for _ in range(3):
         with tempfile.TemporaryDirectory() as d:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 import zlib
@@ -38,6 +37,7 @@ from agent.events import format_ts
 from agent.outbox import Outbox, OutboxRow
 from agent.sync.client import Message, MqttClient, MqttError, Will
 from agent.sync.topics import Topics
+from drivers.backoff import Backoff
 
 __all__ = ["Uplink", "UplinkStats", "encode_batch"]
 
@@ -110,6 +110,7 @@ class Uplink:
         # Reports and command results that could not be sent yet (link down): sent after the next connect.
         self._pending_control: deque[tuple[str, bytes, bool]] = deque(maxlen=100)
         self.control_dropped = 0
+        self.disconnect_errors = 0
         self._inflight = 0
         self._cursor = 0
         self._resync = asyncio.Event()
@@ -153,7 +154,9 @@ class Uplink:
     async def run(self) -> None:
         """Connect, drain, reconnect with exponential backoff and jitter; until cancelled."""
         cfg = self.config.mqtt
-        delay = cfg.reconnect_min_s
+        # Full jitter: a fleet reconnecting after a broker restart does not come back in lockstep.
+        backoff = Backoff(cfg.reconnect_min_s, max(cfg.reconnect_min_s, cfg.reconnect_max_s), jitter=0.5,
+                          stable_s=_STABLE_S)
         first = True
         while True:
             client = self._make_client()
@@ -186,15 +189,19 @@ class Uplink:
                 self._connected_event.clear()
                 self.client = None
                 self.connected_since = None
-                with contextlib.suppress(Exception):
-                    await client.disconnect()
-            if connected_at is not None and time.monotonic() - connected_at >= _STABLE_S:
-                delay = cfg.reconnect_min_s  # it worked for a while: reconnect quickly; else keep backing off
-            wait = delay * random.uniform(0.5, 1.0)  # full jitter: a fleet does not reconnect in lockstep
-            await asyncio.sleep(wait)
-            delay = min(delay * 2, cfg.reconnect_max_s)
+                await self._disconnect(client)
+            if connected_at is not None:
+                backoff.succeeded(time.monotonic() - connected_at)  # worked a while: reconnect quickly
+            await asyncio.sleep(backoff.next())
             if first:
                 self.reconnects += 1
+
+    async def _disconnect(self, client: MqttClient) -> None:
+        try:
+            await client.disconnect()
+        except Exception as exc:  # the link is already gone; counted so a pattern shows
+            self.disconnect_errors += 1
+            log.debug("mqtt: disconnect after a failure also failed: %s", exc)
 
     async def close(self, *, publish_offline: bool = True) -> None:
         """Clean goodbye: say offline on `state` (retained) before the connection goes."""

@@ -20,9 +20,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from agent.rules.engine import RulesEngine
-from agent.web.auth import LoginLimiter, Session, SessionStore
+from agent.web.auth import FAILURE_WINDOW_S, MAX_FAILURES, Session, SessionStore
 from agent.web.kiosk import add_kiosk_routes, kiosk_paths
 from agent.web.portal import add_portal_routes
+from agent.web.ratelimit import RateLimiter
 from agent.web.staff import add_staff_routes
 
 __all__ = ["AgentView", "make_app"]
@@ -116,7 +117,7 @@ def _auth(view: AgentView, sessions: SessionStore) -> Middleware:
 def make_app(view: Any, *, users: dict[str, tuple[str, str]] | None = None, secure_cookies: bool = False) -> web.Application:
     """`users`: name -> (password hash, role)."""
     sessions = SessionStore()
-    limiter = LoginLimiter()
+    limiter = RateLimiter(MAX_FAILURES, FAILURE_WINDOW_S, max_keys=10_000)
     app = web.Application(middlewares=[_errors, _security_headers, _auth(view, sessions)],
                           client_max_size=MAX_REQUEST_BYTES)
 

@@ -14,11 +14,11 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LoginLimiter", "Session", "SessionStore", "hash_password", "verify_password"]
+__all__ = ["FAILURE_WINDOW_S", "MAX_FAILURES", "Session", "SessionStore", "hash_password", "verify_password"]
 
 # scrypt cost: ~50 ms and 16 MiB on a Raspberry Pi 4; slow for a guesser, fine for a login.
 _N, _R, _P = 2**14, 8, 1
@@ -83,28 +83,3 @@ class SessionStore:
     def drop(self, session_id: str | None) -> None:
         if session_id:
             self._sessions.pop(session_id, None)
-
-
-class LoginLimiter:
-    """At most MAX_FAILURES failed logins per address per FAILURE_WINDOW_S."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def blocked(self, address: str) -> bool:
-        q = self._failures.get(address)
-        if not q:
-            return False
-        cutoff = self._clock() - FAILURE_WINDOW_S
-        while q and q[0] < cutoff:
-            q.popleft()
-        return len(q) >= MAX_FAILURES
-
-    def failed(self, address: str) -> None:
-        if len(self._failures) > 10_000:  # a flood of addresses: forget the oldest picture
-            self._failures.clear()
-        self._failures.setdefault(address, deque(maxlen=MAX_FAILURES * 2)).append(self._clock())
-
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)

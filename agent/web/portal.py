@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from agent.portal_text import LANGUAGES, pick_language, text
+from agent.web.ratelimit import RateLimiter
 
-__all__ = ["PortalBackend", "RateLimiter", "add_portal_routes"]
+__all__ = ["PortalBackend", "add_portal_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +44,6 @@ class Pending:
     csrf: str
     client: Any  # drivers.wifi.fas.FasClient
     created: float
-
-
-class RateLimiter:
-    def __init__(self, per_minute: int = RATE_PER_MIN, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self._clock = clock
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self.refused = 0
-
-    def allow(self, address: str) -> bool:
-        now = self._clock()
-        q = self._hits.get(address)
-        if q is None:
-            q = self._hits[address] = deque()
-            while len(self._hits) > 20_000:
-                self._hits.popitem(last=False)
-        while q and q[0] < now - 60:
-            q.popleft()
-        if len(q) >= self.per_minute:
-            self.refused += 1
-            return False
-        q.append(now)
-        return True
 
 
 class PortalBackend(Protocol):
@@ -107,7 +85,7 @@ def _logout_token(pending: OrderedDict[str, Pending]) -> str:
 
 def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend | None]) -> None:
     pending: OrderedDict[str, Pending] = OrderedDict()
-    limiter = RateLimiter()
+    limiter = RateLimiter(RATE_PER_MIN, 60.0)
 
     def lang_of(request: web.Request) -> str:
         forced = request.query.get("lang")

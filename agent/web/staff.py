@@ -13,9 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from agent.web import sse
-from agent.web.auth import LoginLimiter, Session, SessionStore, verify_password
+from agent.web.auth import Session, SessionStore, verify_password
 from agent.web.metrics import CONTENT_TYPE, render
 from agent.web.openapi import OPENAPI
+from agent.web.ratelimit import RateLimiter
 
 __all__ = ["add_staff_routes"]
 
@@ -31,7 +32,7 @@ def _asset(name: str) -> bytes:
     return resources.files("agent.web").joinpath(f"static/{name}").read_bytes()
 
 
-def add_staff_routes(app: web.Application, view: Any, *, sessions: SessionStore, limiter: LoginLimiter,
+def add_staff_routes(app: web.Application, view: Any, *, sessions: SessionStore, limiter: RateLimiter,
                      users: dict[str, tuple[str, str]], cookie: str, secure_cookies: bool,
                      session_of: Callable[[web.Request], Session | None]) -> None:
 
@@ -72,10 +73,10 @@ def add_staff_routes(app: web.Application, view: Any, *, sessions: SessionStore,
         known = users.get(name)
         ok = known is not None and await asyncio.to_thread(verify_password, password, known[0])
         if not ok or known is None:
-            limiter.failed(address)
+            limiter.record(address)
             log.warning("login: failed for user %r from %s", name, address)
             return web.json_response({"error": "wrong user name or password"}, status=401)
-        limiter.succeeded(address)
+        limiter.forget(address)
         session = sessions.create(name, known[1])
         log.info("login: %s (%s) from %s", name, known[1], address)
         resp = web.json_response({"user": name, "role": known[1], "csrf": session.csrf})

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from drivers.backoff import Backoff
 from drivers.ble.captures import read_capture
 from drivers.capture import FileReplay, ThreadSource
 
@@ -68,21 +69,20 @@ class HciSource(AdvertSource):
         self.dev = int(adapter[3:])
 
     def _run(self) -> None:
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0)
         last: str | None = None
         while not self._stop.is_set():
             try:
                 self._scan()
-                delay = 1.0
+                backoff.reset()
             except Exception as exc:  # the adapter vanished, reset, or we lack permission: say what, retry
                 reason = _explain(exc, self.adapter)
                 if reason != last:  # one log line and one state change per distinct problem
                     log.warning("ble: %s", reason)
                     last = reason
                     self._state("unavailable", reason)
-            if self._stop.wait(delay):
+            if self._stop.wait(backoff.next()):
                 return
-            delay = min(delay * 2, 30.0)
 
     def _scan(self) -> None:
         from scapy.layers.bluetooth import (

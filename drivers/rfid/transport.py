@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import serial
 
-__all__ = ["Backoff", "PortState", "SerialTransport", "describe_error"]
+from drivers.backoff import Backoff
+
+__all__ = ["PortState", "SerialTransport", "describe_error"]
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +34,6 @@ _READ_TIMEOUT_S = 0.02
 _STABLE_S = 5.0
 # Bytes waiting for the loop; a stalled loop must not let a chatty reader eat the gateway's memory.
 MAX_PENDING_BYTES = 1 << 20
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Exponential backoff: initial, doubling, capped."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    current: float = 0.0
-
-    def next(self) -> float:
-        self.current = self.initial if self.current == 0 else min(self.current * 2, self.maximum)
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +61,7 @@ class SerialTransport:
         self._loop = loop
         self._on_data = on_data
         self._on_state = on_state
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(0.5, 30.0, jitter=0.2, stable_s=_STABLE_S)
         self._name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,8 +119,7 @@ class SerialTransport:
                 self._pump(port)
                 last_error = None
             except (serial.SerialException, OSError) as exc:
-                if time.monotonic() - opened_at >= _STABLE_S:
-                    self._backoff.reset()  # it worked for a while: a fresh failure retries quickly
+                self._backoff.succeeded(time.monotonic() - opened_at)  # worked a while: retry quickly
                 last_error = describe_error(exc)
                 self._report(PortState(False, last_error))
             finally:

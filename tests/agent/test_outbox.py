@@ -166,11 +166,11 @@ async def test_failed_commit_is_retried_not_lost(tmp_path: Path, monkeypatch: py
         real = ob._commit
         failures = [2]
 
-        def flaky(events):  # type: ignore[no-untyped-def]
+        def flaky(conn, events):  # type: ignore[no-untyped-def]
             if failures[0]:
                 failures[0] -= 1
                 raise StorageError("outbox write failed: disk I/O error")
-            return real(events)
+            return real(conn, events)
 
         monkeypatch.setattr(ob, "_commit", flaky)
         sub = hub.subscribe("outbox")

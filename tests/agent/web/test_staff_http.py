@@ -9,8 +9,15 @@ import aiohttp
 import jsonschema
 import pytest
 
-from agent.web.auth import LoginLimiter, SessionStore, hash_password, verify_password
+from agent.web.auth import (
+    FAILURE_WINDOW_S,
+    MAX_FAILURES,
+    SessionStore,
+    hash_password,
+    verify_password,
+)
 from agent.web.openapi import OPENAPI
+from agent.web.ratelimit import RateLimiter
 from tests.conftest import wait_for
 
 STAFF_HASH = hash_password("staff-pass")
@@ -168,9 +175,9 @@ def test_sessions_expire_and_limiter_forgets() -> None:
     assert store.get(s.id) is s
     now[0] += 8 * 3600 + 1
     assert store.get(s.id) is None
-    limiter = LoginLimiter(clock=lambda: now[0])
+    limiter = RateLimiter(MAX_FAILURES, FAILURE_WINDOW_S, clock=lambda: now[0])
     for _ in range(5):
-        limiter.failed("1.2.3.4")
+        limiter.record("1.2.3.4")
     assert limiter.blocked("1.2.3.4") and not limiter.blocked("5.6.7.8")
     now[0] += 301
     assert not limiter.blocked("1.2.3.4")
