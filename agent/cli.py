@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     hp = sub.add_parser("hash-password", help="print a [[http.users]] entry for a staff login (password on stdin)")
     hp.add_argument("user")
     hp.add_argument("role", choices=["staff", "admin"])
+    from agent.ops.cli import add_arguments as add_ops_arguments
+
+    add_ops_arguments(sub.add_parser("ops", help="central ops: keygen, push, rollback, publish, fleet, cmd"))
     return parser
 
 
@@ -100,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.path)
     if args.command == "hash-password":
         return _hash_password(args.user, args.role)
+    if args.command == "ops":
+        from agent.ops.cli import run as run_ops
+
+        return run_ops(args)
     return _run(args)
 
 
