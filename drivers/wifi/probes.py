@@ -4,7 +4,8 @@ Radiotap (radiotap.org): version 0, pad, length (LE16), present bitmaps (LE32, b
 then fields in bit order, each aligned to its natural size: TSFT (bit 0, 8 bytes), Flags (1), Rate (1),
 Channel (bit 3, 2+2 bytes), FHSS (2), dBm antenna signal (bit 5, signed byte). Flags bit 0x10 means the
 frame ends with a 4-byte FCS. IEEE 802.11: frame control type 0 (management) subtype 4 is a probe
-request; the transmitter address (addr2) is at offset 10.
+request, with a 24-byte header whose transmitter address (addr2) is at offset 10; control frames (type 1: a
+10-byte ACK or CTS, a 16-byte RTS) and data and extension frames are other frames, not malformed probes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ __all__ = ["ProbeError", "ProbeRequest", "encode_probe", "parse_radiotap_frame"]
 
 _FIELD_SIZES: Final = ((0, 8, 8), (1, 1, 1), (2, 1, 1), (3, 4, 2), (4, 2, 1))  # (bit, size, alignment)
 _SIGNAL_BIT: Final = 5
+_FC_LEN: Final = 2
+_PROBE_REQUEST_FC0: Final = 0x40  # protocol version 0, type 0 (management), subtype 4 (probe request)
+_MGMT_HEADER_LEN: Final = 24  # frame control, duration, addr1-3, sequence control
 
 
 class ProbeError(ValueError):
@@ -66,11 +70,14 @@ def parse_radiotap_frame(frame: bytes) -> ProbeRequest | None:
     dot11 = frame[rt_len:]
     if flags & 0x10:
         dot11 = dot11[:-4]  # FCS at the end
-    if len(dot11) < 16:
-        raise ProbeError("802.11 frame shorter than its header")
-    fc = dot11[0]
-    if (fc >> 2) & 0x3 != 0 or (fc >> 4) != 4:  # type 0 management, subtype 4 probe request
+    if len(dot11) < _FC_LEN:
+        raise ProbeError("802.11 frame shorter than its frame control field")
+    # Frame control, first byte: protocol version (bits 0-1), type (2-3), subtype (4-7). The type decides the
+    # header length (a 10-byte ACK or CTS is a whole control frame), so it is read before any length check.
+    if dot11[0] != _PROBE_REQUEST_FC0:
         return None
+    if len(dot11) < _MGMT_HEADER_LEN:
+        raise ProbeError("probe request shorter than the 24-byte management header")
     return ProbeRequest(":".join(f"{b:02x}" for b in dot11[10:16]), rssi)
 
 
