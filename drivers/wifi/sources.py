@@ -1,8 +1,8 @@
-"""Where probe requests come from: a monitor-mode interface (scapy) or a pcap replay (link type 127).
+"""Where probe requests come from: a monitor-mode interface (scapy) or a pcap/pcapng replay (link type 127).
 
 As with BLE, one small interface and two backends, picked by `[wifi.presence] source`: "mon0" sniffs the
-interface (scapy imported only then), "replay:PATH[?fast]" replays a radiotap pcap. Records go to the loop
-as (time, frame bytes); the parsing is sans-IO in probes.py.
+interface (scapy imported only then), "replay:PATH[?fast]" replays a radiotap pcap or pcapng (what dumpcap
+writes). Records go to the loop as (time, frame bytes); the parsing is sans-IO in probes.py.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import struct
@@ -12,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.capture import FileReplay
 from drivers.wifi.probes import ProbeError, ProbeRequest, encode_probe, parse_radiotap_frame
-from drivers.wifi.sources import read_radiotap_pcap, write_radiotap_pcap
+from drivers.wifi.sources import make_probe_source, read_radiotap_pcap, write_radiotap_pcap
 
 DATA = Path(__file__).parent / "data"
 
@@ -124,6 +126,24 @@ def test_real_captures_count_like_scapy(name: str, n_probes: int, n_control: int
 def test_pcapng_gives_the_same_frames_as_pcap(name: str) -> None:
     with open(DATA / f"{name}.pcap", "rb") as a, open(DATA / f"{name}.pcapng", "rb") as b:
         assert list(read_radiotap_pcap(a)) == list(read_radiotap_pcap(b))
+
+
+async def test_replay_source_plays_a_pcapng_file() -> None:
+    loop = asyncio.get_running_loop()
+    frames: list[bytes] = []
+    states: list[tuple[str, str | None]] = []
+    path = DATA / "aircrack-ng-wpa3-psk.pcapng"
+    source = make_probe_source(f"replay:{path}?fast", loop, lambda _ts, frame: frames.append(frame),
+                               lambda state, reason: states.append((state, reason)))
+    assert isinstance(source, FileReplay)
+    source.start()
+    try:
+        async with asyncio.timeout(10):
+            while len(frames) < 24:
+                await asyncio.sleep(0.01)
+    finally:
+        source.stop()
+    assert states[0] == ("ok", None) and sum(parse_radiotap_frame(f) is not None for f in frames) == 1
 
 
 @settings(max_examples=400, deadline=None)
