@@ -140,7 +140,10 @@ def _aes_decrypt(fas: str, faskey: str, iv: str) -> str:
 
 def _level0(query: Mapping[str, str]) -> dict[str, str]:
     fields = {k: v for k, v in query.items() if k.isidentifier()}
-    action = urlsplit(query.get("authaction", ""))
+    try:
+        action = urlsplit(query.get("authaction", ""))
+    except ValueError as exc:  # e.g. an unclosed '[' in the host
+        raise FasError(f"authaction is not a URL: {exc}") from exc
     inner = dict(parse_qsl(action.query))
     if action.scheme != "http" or not action.netloc or "clientip" not in inner:
         raise FasError("level 0 query without authaction=http://GATEWAY/AUTHDIR/?clientip=IP")

@@ -119,6 +119,7 @@ LEVEL0 = query_of(V["level0"]["url"])
     ({"fas": "A" * 10_000}, 1, None, "too long"),
     ({k: v for k, v in LEVEL0.items() if k != "authaction"}, 0, None, "authaction"),
     (LEVEL0 | {"authaction": "http://192.168.8.1:2050/opennds_auth/"}, 0, None, "authaction"),
+    (LEVEL0 | {"authaction": "http://[::1/opennds_auth/?clientip=1.2.3.4"}, 0, None, "not a URL"),
     (LEVEL0 | {"tok": "1a2b3c4d' OR 1"}, 0, None, "tok"),
     ({k: v for k, v in LEVEL0.items() if k != "tok"}, 0, None, "tok"),
     (LEVEL0, 5, None, "unknown FAS level"),
@@ -145,6 +146,8 @@ def test_php_prints_the_same_query(level: int, faskey: str, fas_key: str) -> Non
 
 
 _QUERY_KEYS = st.sampled_from(["fas", "iv", "authaction", "tok", "clientip", "redir", "gatewayname"])
+_AUTHACTION = st.builds(lambda host, path, q: f"http://{host}/{path}/?{q}", st.text(max_size=30),
+                        st.text(max_size=20), st.text(max_size=40))
 
 
 @settings(max_examples=300, deadline=None)
@@ -152,6 +155,13 @@ _QUERY_KEYS = st.sampled_from(["fas", "iv", "authaction", "tok", "clientip", "re
 def test_fuzz_any_query_parses_or_raises_fas_error(query: dict[str, str], level: int) -> None:
     with contextlib.suppress(FasError):
         parse_fas(query, level=level, faskey="k" * 32)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_AUTHACTION, st.text(max_size=12))
+def test_fuzz_level0_authaction_parses_or_raises_fas_error(authaction: str, tok: str) -> None:
+    with contextlib.suppress(FasError):
+        parse_fas({"authaction": authaction, "tok": tok}, level=0)
 
 
 @settings(max_examples=200, deadline=None)
