@@ -92,8 +92,8 @@ def parse_client_json(text: str) -> NdsClient | None:
     """The client in the output of `ndsctl json CLIENT`: None for "{}" (unknown to openNDS)."""
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise NdsCtlError(f"ndsctl json printed something that is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested brackets
+        raise NdsCtlError(f"ndsctl json printed something that is not JSON: {str(exc)[:80]}") from exc
     if not isinstance(data, dict):
         raise NdsCtlError("ndsctl json did not print an object")
     if not data:

@@ -174,6 +174,7 @@ async def test_arguments_that_do_not_fit_ndsctl_are_refused(ndsctl: NdsCtl) -> N
     ('{"ip":"1.2.3.4","mac":"aa:bb:cc:dd:ee:ff","state":"Authenticated"}', "without token"),
     ('{"ip":"1.2.3.4","mac":"aa:bb:cc:dd:ee:ff","token":"1a2b3c4d","state":"Gone"}', "unknown state"),
     ("ndsctl thread is busy", "not JSON"),
+    ("[" * 60_000, "not JSON"),
 ])
 def test_parse_client_json_errors(text: str, error: str) -> None:
     with pytest.raises(NdsCtlError, match=error):
