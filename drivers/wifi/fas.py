@@ -6,7 +6,7 @@ What openNDS 11.0.0beta (openNDS/openNDS @ b9fbb8d) sends the guest's browser to
   0     FAS?authaction=http://GATEWAYADDRESS/AUTHDIR/?clientip=IP&gatewayname=NAME&tok=TOKEN&redir=ORIGINURL
         (1318-1320 and 1455-1461): once the query is decoded, `clientip` is inside `authaction` (after its own
         `?`), `tok` is the client's token in clear, and there is no clientmac.
-  1, 4  FAS?fas=BASE64(TEXT) (1463-1502); 4 is 1 over https (main.c 665-668).
+  1, 4  FAS?fas=BASE64(TEXT) (1463-1502); 4 is 1 over https (src/main.c 701-706).
   2, 3  FAS?fas=BASE64(openssl_encrypt(TEXT, "aes-256-cbc", faskey, 0, iv))&iv=IV (1592-1650): PHP run by
         openNDS; openssl_encrypt with options 0 returns base64, so the AES ciphertext is base64 twice. PHP pads a
         short key with NULs and uses the first 32 bytes of a long one; IV is the 16 ASCII hex characters

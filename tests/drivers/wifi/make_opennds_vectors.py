@@ -19,10 +19,10 @@ Source: openNDS/openNDS @ b9fbb8d1e8b0619070d1cf0cbfdfcb5fcd2432a7 (11.0.0beta),
   exactly 16 bytes and options 0 (base64 output, PKCS#7 padding). test_fas.py runs openNDS's PHP snippet itself
   when `php` is installed and checks it prints the same "?fas=…&iv=…".
 - fas_url: "%s://%s:%u%s" (protocol, fasremotefqdn or fasremoteip, fasport, faspath), https for levels >= 3
-  (src/main.c 665-686).
+  (src/main.c 701-721).
 - hid = sha256sum of the token (src/client_list.c 122-127, util.c 568-586); the token is "%04hx%04hx".
 - TEXT values: gatewayname and gatewayurl are uh_urlencode()d (src/main.c 541, http_microhttpd.c 1436-1447),
-  originurl is uh_urlencode("http://" host url query) (1392-1393); unset pointers print as "(null)" (glibc and
+  originurl is uh_urlencode("http://" host url query) (1397-1398); unset pointers print as "(null)" (glibc and
   musl printf); fas_custom_parameters_list entries are each followed by ", " (src/main.c 376-392), and
   custom_vars is "" rather than NULL as soon as custom parameters are configured (src/main.c 394-410).
 """
@@ -67,7 +67,7 @@ def c(value: str | None) -> str:
 
 
 def text(hid: str, *, authdir: bool, clientif: str, custom: str | None) -> str:
-    """TEXT as snprintf()ed at src/http_microhttpd.c 1469-1494 (levels 1, 4) and 1597-1620 (levels 2, 3)."""
+    """TEXT as snprintf()ed at src/http_microhttpd.c 1475-1494 (levels 1, 4) and 1599-1619 (levels 2, 3)."""
     parts = [f"hid={hid}", f"clientip={CLIENT_IP}", f"clientmac={CLIENT_MAC}", "client_type=cpd_can",
              f"cpi_query={c(None)}", f"gatewayname={uh_urlencode(GW_NAME)}",
              f"gatewayurl={uh_urlencode('http://' + GW_IP)}", f"version={VERSION}", f"gatewayaddress={GW_ADDRESS}",

@@ -1,7 +1,7 @@
 """openNDS FAS queries at every fas_secure_enabled level, from vectors made the way openNDS makes them.
 
 opennds_vectors.json is written by make_opennds_vectors.py (its docstring cites openNDS/openNDS @ b9fbb8d,
-src/http_microhttpd.c 1318-1320, 1455-1650, src/client_list.c 122-127, src/main.c 376-446 and 665-686).
+src/http_microhttpd.c 1318-1320, 1455-1650, src/client_list.c 122-127, src/main.c 376-446 and 701-721).
 Levels 2 and 3 are encrypted with the openssl binary:
 
     openssl enc -aes-256-cbc -K HEX(faskey NUL-padded or cut to 32 bytes) -iv HEX(16 ASCII iv chars) -a -A
