@@ -70,7 +70,7 @@ class FasClient:
     gatewayaddress: str  # "IP:PORT" of openNDS's own web server
     authdir: str | None  # levels 0, 2 and 3 (levels 1 and 4 do not send it; openNDS's default is "opennds_auth")
     originurl: str
-    client_type: str | None  # "cpd_can", "cpd_rfc8910", "preemptive", ... (not sent at level 0)
+    client_type: str | None  # "cpd_can", "cpi_url", "cpi_api", "preemptive" (not sent at level 0)
     custom: dict[str, str]  # the fas_custom_* parameters of openNDS's config
     fields: dict[str, str]  # every key=value openNDS sent, decoded
 
