@@ -18,9 +18,9 @@ from pydantic import BaseModel, ValidationError
 
 from agent.config import format_loc
 from agent.ops.errors import DocumentError, UsageError
-from agent.ops.fleet import GatewayKey, format_errors
+from agent.ops.fleet import Gateway, GatewayKey, format_errors
 from agent.ops.observer import Observer
-from agent.ops.push import APPLIED, NEVER_SEEN, NO_ANSWER, OFFLINE, REJECTED, Outcome
+from agent.ops.push import APPLIED, NEVER_SEEN, NO_ANSWER, REJECTED, Outcome
 
 __all__ = ["KINDS", "Kind", "check_document", "publish"]
 
@@ -131,20 +131,20 @@ async def publish(obs: Observer, kind: Kind, doc: dict[str, Any], targets: list[
     if kind.reported:
         await obs.wait_until(lambda: all(answered(k) for k in online), wait_s)
     new = version if isinstance(version, int) else None
-    return [Outcome(k, old[k], new, *_result(kind, fleet.get(k).online, report(k), version, k in send, wait_s))
+    return [Outcome(k, old[k], new, *_result(kind, fleet.get(k), report(k), version, k in send, wait_s))
             for k in targets]
 
 
-def _result(kind: Kind, online: bool | None, report: dict[str, Any], version: Any, sent: bool,
+def _result(kind: Kind, gw: Gateway, report: dict[str, Any], version: Any, sent: bool,
             wait_s: float) -> tuple[str, str]:
     """(status, detail) of one target."""
     if kind.reported and report.get("version") == version and report.get("status") in (APPLIED, REJECTED):
         return report["status"], format_errors(report.get("errors")) if report["status"] == REJECTED else ""
-    if online is None:
+    if gw.state is None:
         return NEVER_SEEN, "kept on the broker: applied when it first connects" if sent else "not sent"
-    if not online:
-        return OFFLINE, ("kept on the broker: applied when it reconnects" if kind.retain
-                         else f"not sent: {kind.topic} is not kept for offline gateways")
+    if not gw.online:
+        return gw.state_word, ("kept on the broker: applied when it reconnects" if kind.retain
+                               else f"not sent: {kind.topic} is not kept for offline gateways")
     if not kind.reported:
         return "sent", f"the broker acknowledged it; the gateway does not report {kind.name}"
     return NO_ANSWER, f"no {kind.name}/reported for version {version} within {wait_s:g} s"

@@ -38,7 +38,8 @@ __all__ = ["Outcome", "dry_run", "next_version", "previous_config", "push_docume
 
 Output = Callable[[str], None]
 
-APPLIED, REJECTED, NO_ANSWER, OFFLINE, NEVER_SEEN = "applied", "rejected", "no answer", "offline", "never seen"
+# Outcomes of one target; a gateway that is down is "offline" (its will) or "stopped" (clean stop), as in `fleet`.
+APPLIED, REJECTED, NO_ANSWER, NEVER_SEEN = "applied", "rejected", "no answer", "never seen"
 UNHEALTHY, UNTOUCHED, NOT_RESTORABLE = "unhealthy", "untouched", "cannot roll back"
 
 
@@ -71,7 +72,7 @@ def _outcome(gw: Gateway, old: int | None, version: int, wait_s: float) -> Outco
     if gw.state is None:
         return Outcome(gw.key, old, version, NEVER_SEEN, "kept on the broker: applied when it first connects")
     if not gw.online:
-        return Outcome(gw.key, old, version, OFFLINE, "kept on the broker: applied when it reconnects")
+        return Outcome(gw.key, old, version, gw.state_word, "kept on the broker: applied when it reconnects")
     return Outcome(gw.key, old, version, NO_ANSWER, f"no config/reported for version {version} within {wait_s:g} s")
 
 

@@ -150,6 +150,23 @@ def fleet(mosquitto: Mosquitto, tmp_path: Path, keys: KeyPair) -> Iterator[TestF
     f.close()
 
 
+def auth_broker(workdir: Path, users: dict[str, str], acl: str | None = None) -> Mosquitto:
+    """A mosquitto that wants a username and password (made with `mosquitto_passwd -b`), and an ACL file if given."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    passwords = workdir / "passwords"
+    for i, (user, password) in enumerate(users.items()):
+        subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwords), user, password],
+                       check=True, capture_output=True)
+    broker = Mosquitto(workdir)
+    extra = f"allow_anonymous false\npassword_file {passwords}\n"
+    if acl is not None:
+        (workdir / "acl").write_text(acl)
+        extra += f"acl_file {workdir / 'acl'}\n"
+    broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true\n", extra))
+    broker.start()
+    return broker
+
+
 class Result:
     def __init__(self, code: int, out: str, err: str) -> None:
         self.code, self.out, self.err = code, out, err
@@ -211,5 +228,8 @@ class FakeGateway:
         self.client.publish(f"{self.base}/state", json.dumps(birth), qos=1, retain=True).wait_for_publish(10)
 
     def close(self) -> None:
+        """Leave as a gateway does on a clean stop."""
+        goodbye = json.dumps({"online": False, "gateway": self.base.rsplit("/", 1)[1], "reason": "shutdown"})
+        self.client.publish(f"{self.base}/state", goodbye, qos=1, retain=True).wait_for_publish(10)
         self.client.loop_stop()
         self.client.disconnect()
