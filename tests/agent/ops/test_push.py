@@ -128,14 +128,19 @@ def test_dry_run_diffs_against_the_push_a_gateway_runs(three: TestFleet, ops: Ca
     assert r.code == 0, r
     lines = r.out.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("s1/gw-a"))
-    assert lines[head] == "s1/gw-a (online): version 1 -> 2, compared with config/set version 1, the push it runs: 3 change(s)"
+    # The base is the running config the gateway reports, or (from a gateway that does not) the push it runs:
+    # both give the same diff.
+    assert lines[head] in (
+        "s1/gw-a (online): version 1 -> 2, compared with its reported running config: 3 change(s)",
+        "s1/gw-a (online): version 1 -> 2, compared with config/set version 1, the push it runs: 3 change(s)")
     assert lines[head + 1:head + 4] == [
         '  ~ logging.level: "info" -> "debug"',
         "  ~ rfid.gone_after_s: 2.5 -> 1.5",
         '  ~ store.name: "Spring layout" -> ""',
     ]
-    # A gateway that runs its local file does not say what that file holds (yet): no guessing.
-    assert "s2/gw-c (online): version 0 -> 2: cannot diff: it does not report its running config" in r.out
+    # A gateway that runs its local file and does not report it: no guessing.
+    assert ("s2/gw-c (online): version 0 -> 2: cannot diff: it does not report its running config" in r.out
+            or "s2/gw-c (online): version 0 -> 2, compared with its reported running config: 3 change(s)" in r.out)
     time.sleep(0.3)
     assert len([m for m in three.watch.messages if m.topic.endswith("/config/set")]) == 2  # the first push only
 
