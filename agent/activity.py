@@ -78,6 +78,14 @@ class Activity:
                 return alarm
         return None
 
+    def acknowledge_older(self, older_than_s: float, user: str) -> int:
+        """Acknowledge every open alarm at least `older_than_s` old; how many."""
+        cutoff = self._clock() - older_than_s
+        due = [a["id"] for a in self.alarms if a["acknowledged"] is None and a["ts"] <= cutoff]
+        for alarm_id in due:
+            self.acknowledge(alarm_id, user)
+        return len(due)
+
     @property
     def unacknowledged(self) -> int:
         return sum(1 for a in self.alarms if a["acknowledged"] is None)

@@ -28,7 +28,10 @@ from typing import Any
 from agent.config import Config, parse_config
 from agent.errors import ConfigError, ConfigProblem
 
-__all__ = ["LOCAL_ONLY", "MAX_PUSH_BYTES", "PushedConfigStore", "canonical", "verify_push"]
+__all__ = [
+    "LOCAL_ONLY", "MAX_PUSH_BYTES", "SECRET_KEYS", "PushedConfigStore", "canonical", "effective_config", "masked_config",
+    "verify_push",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_PUSH_BYTES = 1024 * 1024
 LOCAL_ONLY = ("storage", "http", "mqtt")
 PUSHED_FILE = "config-pushed.json"
+# Keys whose values never leave the gateway (diagnostics bundle, config/reported).
+SECRET_KEYS = frozenset({"token", "api_token", "password", "password_hash", "faskey"})
 
 
 def canonical(document: dict[str, Any]) -> bytes:
@@ -163,3 +168,26 @@ class PushedConfigStore:
         if config.version <= local.version:
             return None
         return config
+
+
+def effective_config(local: Config) -> Config:
+    """What runs at start: a newer push kept on disk wins over the local file for the keys it may set."""
+    pushed = PushedConfigStore(local.storage.path.parent).load(local)
+    if pushed is not None:
+        log.info("config: using pushed version %d over the local file's %d", pushed.version, local.version)
+    return pushed or local
+
+
+def masked_config(config: Config, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config as JSON with every secret replaced by "***" (and `exclude` sections left out)."""
+
+    def mask(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: mask(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v, key) for v in value]
+        if key in SECRET_KEYS and value is not None:
+            return "***"
+        return value
+
+    return mask(config.model_dump(mode="json", exclude=set(exclude)))  # type: ignore[no-any-return]

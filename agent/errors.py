@@ -2,19 +2,20 @@
 
     O2OEdgeError
     ├── ConfigError            a config document is invalid; carries every problem with its key path
-    ├── StorageError           the outbox database cannot be opened or written (wraps sqlite3.Error)
-    └── DriverError            a device or its source failed
-        └── PortError          a serial port could not be opened, read or written (wraps SerialException/OSError)
+    ├── StorageError           a database cannot be opened or written (wraps sqlite3.Error, keeps disk-full)
+    └── DocumentError          a document from central ops cannot be taken (agent/documents.py)
 
-Codec errors are values, not exceptions: a bad frame on a serial line is an
-ordinary event (`drivers.rfid.base.FrameError`), counted and skipped.
+Device trouble is not an exception either: transports report it as a state
+(a reader `offline` with its reason), and codec errors are values: a bad frame
+on a serial line is an ordinary event (`drivers.rfid.base.FrameError`),
+counted and skipped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "ConfigProblem", "DriverError", "O2OEdgeError", "PortError", "StorageError"]
+__all__ = ["ConfigError", "ConfigProblem", "O2OEdgeError", "StorageError"]
 
 
 class O2OEdgeError(Exception):
@@ -50,11 +51,3 @@ class StorageError(O2OEdgeError):
     def __init__(self, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)
         self.disk_full = disk_full
-
-
-class DriverError(O2OEdgeError):
-    """A device driver failed in a way its transport could not absorb."""
-
-
-class PortError(DriverError):
-    """A serial port could not be opened, read or written."""

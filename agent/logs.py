@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import deque
 
-__all__ = ["setup_logging"]
+__all__ = ["RecentLogs", "setup_logging"]
 
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
@@ -35,3 +36,18 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log is one line per request: too chatty at info for a status page that polls.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class RecentLogs(logging.Handler):
+    """The last log lines, for the diagnostics bundle (bounded)."""
+
+    def __init__(self, keep: int = 500) -> None:
+        super().__init__(logging.INFO)
+        self.lines: deque[str] = deque(maxlen=keep)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a logging handler must never raise into the code that logs
+            self.handleError(record)

@@ -10,14 +10,9 @@ SD card.
 Rows leave only when the sync layer acknowledges them (after the broker's
 PUBACK) or when the size cap forces a drop.
 
-Drop policy (the outbox is over `max_bytes`, counted as the bytes of the
-stored event JSON): drop the *lowest priority* rows first and, within a
-priority, the *oldest* first, until the total is back under the low-water
-mark (95 % of the cap, so a full outbox does not drop on every commit).
-Priorities come from `agent.events.Priority`: raw telemetry (tag and beacon
-presence, Wi-Fi counts) goes first, operational events next, sales, alarms
-and consent records last. Every drop is counted by reason and priority and
-logged.
+Over `max_bytes` (the bytes of the stored event JSON) the drop policy of
+agent/drop_policy.py picks what goes: telemetry first, sales and alarms last,
+the oldest first within a priority. Every drop is counted and logged.
 """
 
 from __future__ import annotations
@@ -32,18 +27,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.drop_policy import LOW_WATER, DropCandidate, plan_drops
 from agent.errors import StorageError
 from agent.events import Event, Priority
 from agent.hub import Subscription
 from agent.storage import SqliteWorker, storage_errors, transaction
 from drivers.backoff import Backoff
 
-__all__ = ["SCHEMA", "DropCandidate", "Outbox", "OutboxRow", "OutboxStats", "plan_drops", "row_of"]
+__all__ = ["SCHEMA", "Outbox", "OutboxRow", "OutboxStats", "row_of"]
 
 log = logging.getLogger(__name__)
 
-# Drop down to this fraction of the cap, so a full outbox does not drop on every commit.
-LOW_WATER = 0.95
 # Rows considered per priority per drop round; bounds the work of one commit.
 _DROP_SCAN = 50_000
 # After a failed commit, retry after this long (doubling up to the max); the hub queue buffers meanwhile.
@@ -71,30 +65,6 @@ class OutboxRow:
     kind: str
     created: float
     body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class DropCandidate:
-    seq: int
-    priority: int
-    size: int
-
-
-def plan_drops(candidates: Iterable[DropCandidate], excess: int) -> list[DropCandidate]:
-    """Pick the rows to drop to free at least `excess` bytes: lowest priority, then oldest, first.
-
-    Pure: the outbox feeds it candidates from the database and deletes what it returns.
-    """
-    if excess <= 0:
-        return []
-    chosen: list[DropCandidate] = []
-    freed = 0
-    for cand in sorted(candidates, key=lambda c: (c.priority, c.seq)):
-        if freed >= excess:
-            break
-        chosen.append(cand)
-        freed += cand.size
-    return chosen
 
 
 @dataclass(slots=True)

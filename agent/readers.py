@@ -7,7 +7,8 @@ The state of a reader, as staff and ops see it:
     connecting  the port is open, the reader has not answered yet
     online      the reader answers / reports tags
     silent      the port is open but a polled reader stopped answering
-    paused      reads are paused by ops (drain-readers); tags still in the field are kept
+    paused      reads are paused by staff or ops (drain-readers); tags still in the field are kept
+    restarting  the runner crashed (a bug, logged) and the supervisor restarts it after a backoff
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = ["READER_STATES", "ReaderRunner", "ReaderSnapshot"]
 
 log = logging.getLogger(__name__)
 
-READER_STATES: Final = ("starting", "offline", "connecting", "online", "silent", "paused")
+READER_STATES: Final = ("starting", "offline", "connecting", "online", "silent", "paused", "restarting")
 # Frame errors are logged at most once per this many seconds per reader (they are all counted).
 _FRAME_ERROR_LOG_S = 30.0
 # How often the runner wakes to expire tags and check for silence, at most.
@@ -108,6 +109,7 @@ class ReaderRunner:
         self._clock = clock
         self._wall = wall
         self._keep_raw = keep_raw_reads
+        self.presence_settings = (gone_after_s, keep_raw_reads)
         self.presence = ZonePresence(gone_after_s)
         self.session: ReaderSession = self._new_session()
         self.transport: SerialTransport | None = None

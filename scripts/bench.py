@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import signal
@@ -17,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -482,14 +484,29 @@ def bench_steady() -> list[Figure]:
 
 # -- self-checkout and gate --------------------------------------------------------------------
 
+@contextlib.asynccontextmanager
+async def _rules_only(config: Any) -> AsyncIterator[Any]:
+    """The daemon with only the catalog and the checkout/gate rules running (no readers, outbox or sync)."""
+    from agent.app import Agent
+    from agent.components.catalog import Catalog
+    from agent.rules.engine import RulesEngine
+    from agent.rules.exit_gate import ExitGate
+    from agent.rules.selfcheckout import SelfCheckout
+
+    agent = Agent(config, registry=[Catalog, ExitGate, SelfCheckout, RulesEngine])
+    await agent.start()
+    try:
+        yield agent
+    finally:
+        await agent.shutdown()
+
+
 async def _gate_latency(load_reads_per_s: int, trials: int) -> list[float]:
     import threading
     import tty
 
-    from agent.catalog import LocalData
     from agent.config import ReaderConfig, parse_config
     from agent.readers import ReaderRunner
-    from agent.rules.engine import RulesEngine
     from drivers.rfid.mercury import stream_frames
 
     with tempfile.TemporaryDirectory() as d:
@@ -499,14 +516,14 @@ async def _gate_latency(load_reads_per_s: int, trials: int) -> list[float]:
         link = Path(d) / "tty"
         link.symlink_to(os.ttyname(slave))
         config = parse_config({"store": {"id": "bench", "gateway": "gw-1"},
+                               "storage": {"path": f"{d}/o2o.db"}, "http": {"listen": "127.0.0.1:0"},
+                               "mqtt": {"enabled": False},
                                "rfid": {"readers": [{"id": "r", "port": str(link), "protocol": "mercury",
                                                      "zones": {1: "floor", 2: "exit"}}]},
                                "checkout": {"gates": [{"id": "exit-1", "zones": ["exit"]}]}})
-        hub = Hub()
-        alarms = hub.subscribe("bench-alarms", kinds={"gate.alarm"})
-        async with LocalData(Path(d) / "local.db") as data:
-            engine = RulesEngine(config, hub, data)
-            rules = asyncio.create_task(engine.run())
+        async with _rules_only(config) as agent:
+            hub = agent.hub
+            alarms = hub.subscribe("bench-alarms", kinds={"gate.alarm"})
             runner = ReaderRunner(ReaderConfig(id="r", port=str(link), protocol="mercury", zones={1: "floor", 2: "exit"}),
                                   hub, gone_after_s=60.0)
             task = asyncio.create_task(runner.run())
@@ -537,35 +554,34 @@ async def _gate_latency(load_reads_per_s: int, trials: int) -> list[float]:
                 latencies.append(time.perf_counter() - t0)
                 await asyncio.sleep(0.005)
             stop.set()
-            for t in (task, rules):
-                t.cancel()
-            await asyncio.gather(task, rules, return_exceptions=True)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         os.close(master)
         os.close(slave)
     return latencies
 
 
 async def _basket_200() -> float:
-    from agent.catalog import CatalogDoc, LocalData
+    from agent.catalog import CatalogDoc
     from agent.config import parse_config
-    from agent.rules.engine import RulesEngine
 
     with tempfile.TemporaryDirectory() as d:
         config = parse_config({"store": {"id": "bench", "gateway": "gw-1"},
+                               "storage": {"path": f"{d}/o2o.db"}, "http": {"listen": "127.0.0.1:0"},
+                               "mqtt": {"enabled": False},
                                "rfid": {"readers": [{"id": "r", "port": "/dev/null", "protocol": "mercury",
                                                      "zones": {1: "sco"}}]},
                                "checkout": {"stations": [{"id": "sco-1", "zones": ["sco"], "token": "t",
                                                           "settle_s": 0}]}})
-        hub = Hub()
-        async with LocalData(Path(d) / "local.db") as data:
+        async with _rules_only(config) as agent:
             from drivers.rfid.epc import decode_sgtin
+
+            hub, data, engine = agent.hub, agent["catalog"].data, agent["checkout"]
 
             epcs = [demo_epc(i % 6, 20_000 + i) for i in range(200)]
             gtins = sorted({decode_sgtin(e).gtin for e in epcs})  # type: ignore[union-attr]
             await data.replace_catalog(CatalogDoc.model_validate(
                 {"version": 1, "currency": "EUR", "products": [{"gtin": g, "name": g, "price": "9.99"} for g in gtins]}))
-            engine = RulesEngine(config, hub, data)
-            rules = asyncio.create_task(engine.run())
             await asyncio.sleep(0.05)
             t0 = time.perf_counter()
             for e in epcs:
@@ -577,8 +593,6 @@ async def _basket_200() -> float:
             basket = engine.basket("sco-1")
             elapsed = time.perf_counter() - t0
             assert basket.total == Decimal("9.99") * 200
-            rules.cancel()
-            await asyncio.gather(rules, return_exceptions=True)
     return elapsed
 
 

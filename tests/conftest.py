@@ -27,15 +27,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_config(tmp_path: Path, **sections: Any) -> Config:
+def config_doc(tmp_path: Path, **sections: Any) -> dict[str, Any]:
+    """A test gateway's config document: store test-store/gw-test, storage in tmp_path, HTTP on a free port
+    chosen by the OS, then `sections` (each replaces the default section of that name)."""
     doc: dict[str, Any] = {
         "store": {"id": "test-store", "gateway": "gw-test"},
         "storage": {"path": str(tmp_path / "o2o.db"), "synchronous": "normal"},
         "http": {"listen": "127.0.0.1:0", "api_token": "test-token"},
     }
-    for key, value in sections.items():
-        doc[key] = value
-    return parse_config(doc)
+    doc.update(sections)
+    return doc
+
+
+def make_config(tmp_path: Path, **sections: Any) -> Config:
+    return parse_config(config_doc(tmp_path, **sections))
+
+
+def _toml_keys(value: Any) -> Any:
+    """TOML keys are strings: antenna numbers in `zones` become "1", "2"."""
+    if isinstance(value, dict):
+        return {str(k): _toml_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_toml_keys(v) for v in value]
+    return value
+
+
+def write_config(tmp_path: Path, name: str = "o2o.toml", **sections: Any) -> Path:
+    """The same document as a TOML file, for tests that run the daemon as a process (`o2o-edge run --config`)."""
+    import tomli_w
+
+    path = tmp_path / name
+    path.write_text(tomli_w.dumps(_toml_keys(config_doc(tmp_path, **sections))))
+    return path
 
 
 @pytest.fixture

@@ -104,9 +104,9 @@ class AlarmOutputs:
 
 
 def _serial_pulse(config: SerialAlarm, lock: threading.Lock) -> None:
-    import serial
+    from drivers.rfid.transport import open_port
 
-    with lock, serial.serial_for_url(config.port, baudrate=config.baudrate, timeout=1, write_timeout=1) as port:
+    with lock, open_port(config.port, baudrate=config.baudrate) as port:
         if config.line == "write":
             assert config.command is not None
             port.write(bytes.fromhex(config.command))

@@ -1,8 +1,10 @@
-"""Runs the rules on hub events: baskets (with their settle time), gate alarms, payments.
+"""Feeds every running rule from one hub subscription, in order, in memory.
 
-One task consumes the tag events from the hub, in order, and decides in
-memory; what it decides goes back on the hub as events (and so to the
-outbox and the cloud), and to the live kiosk views.
+The engine names no rule: it asks the running components which are `Rule`s,
+subscribes to the kinds they want, hands each event to the rules that want
+it, and wakes each rule when its next timer is due. A rule that raises is
+logged (rate-limited) and counted, and the others carry on: one bad catalog
+entry must not silence the exit gate or take the status page down.
 """
 
 from __future__ import annotations
@@ -10,125 +12,145 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from agent.catalog import LocalData
-from agent.config import Config
-from agent.events import Event
-from agent.hub import Hub
-from agent.rules.alarm_output import AlarmOutputs
-from agent.rules.checkout import Basket, CheckoutRules, PaymentError, Receipt
-from agent.rules.gate import GateRules
+from pydantic import BaseModel
 
-__all__ = ["PaymentError", "RulesEngine"]
+from agent.component import Component, Context, Reason, Rule
+from agent.events import Event
+from agent.hub import Subscription
+
+__all__ = ["RulesEngine", "RulesStatus"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("tag.seen", "tag.gone", "sold.added", "catalog.updated", "checkout.paid")
-# Live kiosk views per station; each gets a small queue of basket updates (a slow one loses old updates).
-_VIEW_QUEUE = 16
+# Events waiting for the rules; a gate alarm must not wait behind a flood, so this is large but bounded.
+QUEUE_MAX = 50_000
+BATCH = 1000
+# With no timer due, the engine still looks at its rules this often.
+MAX_WAIT_S = 1.0
+# A failing rule is logged at most once per this many seconds (every failure is counted).
+ERROR_LOG_EVERY_S = 30.0
+# The health line mentions a failing rule for this long after its last failure.
+ERROR_SHOWN_S = 600.0
 
 
-class RulesEngine:
-    def __init__(self, config: Config, hub: Hub, data: LocalData, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.config = config
-        self.hub = hub
-        self.data = data
-        self.checkout = CheckoutRules(config.checkout.stations, data, clock=clock)
-        self.gates = GateRules(config.checkout.gates, data, clock=clock)
-        self.outputs = AlarmOutputs(config.checkout.gates)
-        self._locks = {s.id: asyncio.Lock() for s in config.checkout.stations}
-        self._views: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {s.id: set() for s in config.checkout.stations}
-        # Subscribed now, not when run() starts: no tag event published in between is missed.
-        self._sub = hub.subscribe("rules", maxsize=50_000, kinds=KINDS)
-        self.alarms = 0
-        self.payments = 0
+class RulesStatus(BaseModel):
+    rules: list[str]
+    events: int
+    errors: dict[str, int]
+    last_error: str | None
 
-    async def run(self) -> None:
-        if self._sub.closed:  # restarted by the supervisor after a crash
-            self._sub = self.hub.subscribe("rules", maxsize=50_000, kinds=KINDS)
-        sub = self._sub
+
+class RulesEngine(Component):
+    key = "rules"
+    status_model = RulesStatus
+
+    def __init__(self, ctx: Context, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(ctx)
+        self._clock = clock
+        self._rules: list[Rule] = []
+        self._by_kind: dict[str, tuple[Rule, ...]] = {}
+        self._sub: Subscription | None = None
+        self._kinds: frozenset[str] = frozenset()
+        self._changed = asyncio.Event()
+        self.events = 0
+        self.errors: dict[str, int] = {}
+        self.last_error: str | None = None
+        self._last_error_at = -ERROR_SHOWN_S
+        self._last_log: dict[str, float] = {}
+
+    async def start(self) -> None:
+        self.ctx.on_components_changed.append(self.rebuild)
+        self.rebuild()
+
+    async def stop(self) -> None:
+        if self.rebuild in self.ctx.on_components_changed:
+            self.ctx.on_components_changed.remove(self.rebuild)
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+
+    def rebuild(self) -> None:
+        """Synchronous, so no event published between a rule starting and this is missed."""
+        self._rules = [c for c in self.ctx.components.values() if isinstance(c, Rule)]
+        kinds = frozenset().union(*(r.kinds for r in self._rules))
+        self._by_kind = {k: tuple(r for r in self._rules if k in r.kinds) for k in kinds}
+        if kinds != self._kinds or self._sub is None or self._sub.closed:
+            old, self._kinds = self._sub, kinds
+            self._sub = self.ctx.hub.subscribe("rules", maxsize=QUEUE_MAX, kinds=kinds) if kinds else None
+            if old is not None:
+                for event in old.get_nowait_batch(len(old)):  # nothing queued for the old table is lost
+                    self._dispatch(event)
+                old.close()
+        self._changed.set()
+
+    def tasks(self) -> Iterable[tuple[str, Callable[[], Awaitable[None]]]]:
+        return [("rules", self._run)]
+
+    async def _run(self) -> None:
+        while True:
+            sub = self._sub
+            if sub is not None and sub.closed:  # the supervisor restarted us after a crash
+                self.rebuild()
+                sub = self._sub
+            batch = sub.get_nowait_batch(BATCH) if sub is not None else []
+            if not batch:
+                batch = await self._wait_for_events(sub)
+            for event in batch:
+                self._dispatch(event)
+            self._tick()
+
+    async def _wait_for_events(self, sub: Subscription | None) -> list[Event]:
+        """Until events arrive, a timer is due or the set of rules changes."""
+        self._changed.clear()
+        changed = asyncio.ensure_future(self._changed.wait())
+        getter = asyncio.ensure_future(sub.get_batch(BATCH)) if sub is not None else None
+        waiters: set[asyncio.Future[Any]] = {changed} if getter is None else {changed, getter}
         try:
-            while True:
-                timeout = self.checkout.next_settle_in()
-                batch: list[Event] = []
-                try:
-                    async with asyncio.timeout(timeout):
-                        batch = await sub.get_batch(1000)
-                except TimeoutError:
-                    pass
-                for event in batch:
-                    self._on_event(event)
-                self._announce()
+            await asyncio.wait(waiters, timeout=self._wait(), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sub.close()
-            await self.outputs.close()
+            for w in waiters:
+                if not w.done():
+                    w.cancel()
+        if getter is not None and getter.done() and not getter.cancelled():
+            return getter.result()
+        return []
 
-    def _on_event(self, event: Event) -> None:
-        data = event.data
-        if event.kind == "tag.seen":
-            alarm = self.gates.on_seen(data)
-            if alarm is not None:
-                self.alarms += 1
-                self.hub.publish(Event("gate.alarm", alarm.gate, alarm.to_dict()))
-                log.warning("gate %s: ALARM unpaid %s (%s) in %s", alarm.gate, alarm.name, alarm.epc, alarm.zone)
-                self.outputs.fire(alarm)
-            self.checkout.on_seen(data)
-        elif event.kind == "tag.gone":
-            self.checkout.on_gone(data)
-        elif event.kind in ("sold.added", "catalog.updated"):
-            self.checkout.refresh()
+    def _wait(self) -> float:
+        now = self._clock()
+        dues = [d for r in self._rules if isinstance(d := self._safe(r, r.next_due), float | int)]
+        return max(0.0, min([MAX_WAIT_S, *(d - now for d in dues)]))
 
-    def _announce(self) -> None:
-        for basket in self.checkout.due_announcements():
-            doc = basket.to_dict()
-            self.hub.publish(Event("basket.updated", basket.station, doc))
-            for q in list(self._views.get(basket.station, ())):
-                if q.full():
-                    q.get_nowait()  # a slow view loses the older update, not the newest
-                q.put_nowait(doc)
+    def _dispatch(self, event: Event) -> None:
+        self.events += 1
+        for rule in self._by_kind.get(event.kind, ()):
+            self._safe(rule, rule.on_event, event)
 
-    # -- for the kiosk API ---------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = self._clock()
+        for rule in self._rules:
+            self._safe(rule, rule.tick, now)
 
-    def basket(self, station: str) -> Basket:
-        return self.checkout.basket(station)
+    def _safe(self, rule: Rule, fn: Callable[..., object], *args: object) -> object:
+        try:
+            return fn(*args)
+        except Exception as exc:  # one rule's bug must not stop the others
+            name = rule.key
+            self.errors[name] = self.errors.get(name, 0) + 1
+            self.last_error = f"{name}: {type(exc).__name__}: {exc}"
+            now = self._last_error_at = self._clock()
+            if now - self._last_log.get(name, -ERROR_LOG_EVERY_S) >= ERROR_LOG_EVERY_S:
+                self._last_log[name] = now
+                log.exception("rule %s failed (%d failure(s) so far); the other rules carry on", name,
+                              self.errors[name])
+            return None
 
-    def watch(self, station: str) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_VIEW_QUEUE)
-        self._views[station].add(q)
-        return q
+    def status(self) -> RulesStatus:
+        return RulesStatus(rules=[r.key for r in self._rules], events=self.events, errors=dict(self.errors),
+                           last_error=self.last_error)
 
-    def unwatch(self, station: str, q: asyncio.Queue[dict[str, Any]]) -> None:
-        self._views[station].discard(q)
-
-    async def pay(self, station: str, payment_id: str, basket_id: str, total: Decimal) -> tuple[Receipt, bool]:
-        """Record a payment; (receipt, duplicate). Raises PaymentError with the HTTP status to return."""
-        async with self._locks[station]:
-            checked = self.checkout.check_payment(station, payment_id, basket_id, total)
-            if isinstance(checked, Receipt):
-                return checked, True
-            basket = checked
-            # The sold ledger is durable before the kiosk hears "paid": a gate must never alarm for it.
-            await self.data.add_sold(basket.epcs, reason="paid", source=f"checkout:{station}",
-                                     ttl_s=self.config.checkout.sold_ttl_days * 86400)
-            receipt = self.checkout.record_payment(payment_id, basket, time.time())
-            self.payments += 1
-            self.hub.publish(Event("checkout.paid", station, {
-                "station": station, "payment_id": payment_id, "basket_id": basket.basket_id,
-                "lines": [ln.to_dict() for ln in basket.lines], "total": str(basket.total),
-                "currency": basket.currency, "items": len(basket.epcs),
-            }))
-            log.info("checkout %s: paid %s %s for %d item(s) (payment %s)", station, basket.total, basket.currency,
-                     len(basket.epcs), payment_id)
-            self._announce()
-            return receipt, False
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "stations": {sid: {"items": len(self.checkout.basket(sid).epcs), "basket_id": st.basket_id}
-                         for sid, st in self.checkout.stations.items()},
-            "alarms": self.alarms, "alarms_suppressed": self.gates.suppressed, "payments": self.payments,
-            "outputs": self.outputs.stats(),
-        }
+    def health(self) -> Iterable[Reason]:
+        if self.errors and self._clock() - self._last_error_at < ERROR_SHOWN_S:
+            yield Reason("amber", f"A store rule is failing ({self.last_error}): call support.")

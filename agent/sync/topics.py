@@ -26,22 +26,6 @@ class Topics:
     def state(self) -> str:
         return f"{self.base}/state"
 
-    @property
-    def config_set(self) -> str:
-        return f"{self.base}/config/set"
-
-    @property
-    def config_reported(self) -> str:
-        return f"{self.base}/config/reported"
-
-    @property
-    def catalog_set(self) -> str:
-        return f"{self.base}/catalog/set"
-
-    @property
-    def sold_add(self) -> str:
-        return f"{self.base}/sold/add"
-
     def cmd(self, name: str) -> str:
         return f"{self.base}/cmd/{name}"
 
@@ -50,8 +34,13 @@ class Topics:
 
     @property
     def downlink(self) -> list[str]:
-        """What the gateway subscribes to."""
-        return [self.config_set, f"{self.base}/cmd/+", self.catalog_set, self.sold_add]
+        """What the gateway subscribes to: every document verb and every command (never its own reports)."""
+        return [f"{self.base}/{pattern}" for pattern in ("+/set", "+/patch", "+/add", "+/cancel", "cmd/+")]
+
+    def suffix(self, topic: str) -> str | None:
+        """'o2o/v1/s/g/catalog/set' -> 'catalog/set'; None for another gateway's topic."""
+        prefix = f"{self.base}/"
+        return topic[len(prefix):] if topic.startswith(prefix) else None
 
     def command_name(self, topic: str) -> str | None:
         """'…/cmd/ping' -> 'ping'; None for anything else (including '…/cmd/ping/result')."""

@@ -121,6 +121,11 @@ class Uplink:
     def connected(self) -> bool:
         return self.client is not None and self.client.is_connected
 
+    @property
+    def ready(self) -> bool:
+        """Connected, birth published and the downlink subscribed: a message sent now will be heard."""
+        return self.connected and self._connected_event.is_set()
+
     def stats(self) -> UplinkStats:
         return UplinkStats(self.connected, self.last_error, self.reconnects, self.connected_since, self.last_ack,
                            self.batches_acked, self.events_acked, self.batches_redelivered, self._inflight)

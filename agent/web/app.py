@@ -1,51 +1,47 @@
-"""The aiohttp application: who may see what, and the routes of the staff page, API and metrics.
+"""The aiohttp application, built from route values: who may call what is declared per route.
 
-    open            /healthz, /login, /static/*, the kiosk routes (their own station tokens)
-    staff login     /  (the page), /api/*, /metrics           (or `Authorization: Bearer <api_token>`)
-    admin           POST /api/actions/*, GET /api/diagnostics (an admin login, or the api_token)
+    OPEN     /healthz, /login, the page's assets
+    STAFF    the page, /api/*, /metrics: a staff login, or `Authorization: Bearer <api_token>`
+    ADMIN    actions and the diagnostics bundle: an admin login, or the api token
+    STATION  the kiosk routes check their station token themselves
+    GUEST    the captive portal (and, later, QR codes and signage): anyone
 
-State-changing requests made with a session cookie must carry the session's
-CSRF token in `X-CSRF-Token`. Handlers read snapshots of the agent; the only
-writes are the staff actions, which go through the agent's own methods.
+The auth middleware reads the matched route's declaration, never a path
+prefix, so an open route and a staff route cannot be confused. State-changing
+requests made with a session cookie must carry the session's CSRF token in
+`X-CSRF-Token`. A component's routes are bound to the running component at
+request time; one that is not running answers 404 "not configured".
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from agent.rules.engine import RulesEngine
-from agent.web.auth import FAILURE_WINDOW_S, MAX_FAILURES, Session, SessionStore
-from agent.web.kiosk import add_kiosk_routes, kiosk_paths
-from agent.web.portal import add_portal_routes
+from agent.component import Component, Context
+from agent.status import status_model
+from agent.web.auth import FAILURE_WINDOW_S, MAX_FAILURES, SESSION_KEY, SessionStore
+from agent.web.openapi import build_openapi
 from agent.web.ratelimit import RateLimiter
-from agent.web.staff import add_staff_routes
+from agent.web.routes import Access, Route
+from agent.web.staff import COOKIE, StaffSite, staff_routes
 
-__all__ = ["AgentView", "make_app"]
+__all__ = ["all_routes", "make_app"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Requests to this daemon are small; a big body is an attack or a bug (413).
 MAX_REQUEST_BYTES = 64 * 1024
-KIOSK_PATHS = kiosk_paths()
-OPEN_PATHS = ("/healthz", "/login", "/static/", "/portal/")
-COOKIE = "o2o_session"
-SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
-
-
-class AgentView(Protocol):
-    api_token: str | None
-    rules: RulesEngine | None
-
-    async def status(self) -> dict[str, Any]: ...
-
-    async def health(self) -> tuple[bool, str]: ...
+ROUTES_KEY: web.AppKey[dict[Any, Route]] = web.AppKey("routes", dict)
+# Headers an error answer keeps when it is rewritten as JSON.
+_KEEP_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
 def _json_error(status: int, message: str, **headers: str) -> web.Response:
@@ -58,13 +54,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400:
-            log.info("http: %s %s from %s -> %d %s", request.method, request.path_qs[:200], request.remote,
+            log.info("http: %s %s from %s -> %d %s", request.method, request.path[:200], request.remote,
                      exc.status, exc.reason)
             if request.path.startswith("/api/") or exc.status == 413:
-                return _json_error(exc.status, exc.text or exc.reason or "error")
+                kept = {k: exc.headers[k] for k in _KEEP_HEADERS if k in exc.headers}
+                return _json_error(exc.status, exc.text or exc.reason or "error", **kept)
         raise
     if response.status >= 400:
-        log.info("http: %s %s from %s -> %d", request.method, request.path_qs[:200], request.remote, response.status)
+        log.info("http: %s %s from %s -> %d", request.method, request.path[:200], request.remote, response.status)
     return response
 
 
@@ -76,20 +73,18 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
-def session_of(request: web.Request) -> Session | None:
-    return request.get(SESSION_KEY)
-
-
-def _auth(view: AgentView, sessions: SessionStore) -> Middleware:
+def _auth(ctx: Context, sessions: SessionStore) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if path.startswith(KIOSK_PATHS) or path.startswith(OPEN_PATHS):
-            return await handler(request)
+        route = request.app[ROUTES_KEY].get(request.match_info.route)
+        if route is None or route.access in (Access.OPEN, Access.GUEST, Access.STATION):
+            return await handler(request)  # no route: the router's own 404/405
         session = sessions.get(request.cookies.get(COOKIE))
         header = request.headers.get("Authorization", "")
         bearer = header[7:] if header.startswith("Bearer ") else None
-        token_ok = bool(bearer and view.api_token and hmac.compare_digest(bearer.encode(), view.api_token.encode()))
+        token = ctx.config.http.api_token
+        token_ok = bool(bearer and token and hmac.compare_digest(bearer.encode(), token.get_secret_value().encode()))
+        path = request.path
         is_api = path.startswith("/api/") or path == "/metrics"
         if session is None and not token_ok:
             if bearer is not None:
@@ -106,7 +101,7 @@ def _auth(view: AgentView, sessions: SessionStore) -> Middleware:
                     log.warning("http: %s %s from %s refused: missing or wrong CSRF token (user %s)",
                                 request.method, path, request.remote, session.user)
                     return _json_error(403, "missing or wrong CSRF token")
-            if (path.startswith("/api/actions/") or path == "/api/diagnostics") and session.role != "admin":
+            if route.access is Access.ADMIN and session.role != "admin":
                 log.warning("http: %s %s refused: user %s is not an admin", request.method, path, session.user)
                 return _json_error(403, "this action needs an admin login")
         return await handler(request)
@@ -114,24 +109,38 @@ def _auth(view: AgentView, sessions: SessionStore) -> Middleware:
     return middleware
 
 
-def make_app(view: Any, *, users: dict[str, tuple[str, str]] | None = None, secure_cookies: bool = False) -> web.Application:
-    """`users`: name -> (password hash, role)."""
+async def _call_component(ctx: Context, owner: type[Component], fn: Callable[..., Awaitable[web.StreamResponse]],
+                          request: web.Request) -> web.StreamResponse:
+    comp = ctx.components.get(owner.key)
+    if comp is None:
+        raise web.HTTPNotFound(text=f"{owner.key} is not configured on this gateway")
+    return await fn(comp, request)
+
+
+def all_routes(site: StaffSite, registry: Sequence[type[Component]]) -> list[tuple[Route, type[Component] | None]]:
+    """The core routes, then every registered component's, each with the component class that owns it."""
+    out: list[tuple[Route, type[Component] | None]] = [(r, None) for r in staff_routes(site, status_model(registry))]
+    for cls in registry:
+        out.extend((r, cls) for r in cls.routes())
+    return out
+
+
+def make_app(ctx: Context, registry: Sequence[type[Component]], *, users: dict[str, tuple[str, str]],
+             secure_cookies: bool, recent_logs: Callable[[], list[str]], guest_only: bool = False) -> web.Application:
+    """`users`: name -> (password hash, role). `guest_only`: the guest-facing listener (GUEST routes only)."""
     sessions = SessionStore()
     limiter = RateLimiter(MAX_FAILURES, FAILURE_WINDOW_S, max_keys=10_000)
-    app = web.Application(middlewares=[_errors, _security_headers, _auth(view, sessions)],
+    openapi: dict[str, Any] = {}
+    site = StaffSite(ctx, registry, users, sessions, limiter, secure_cookies, recent_logs, lambda: openapi)
+    app = web.Application(middlewares=[_errors, _security_headers, _auth(ctx, sessions)],
                           client_max_size=MAX_REQUEST_BYTES)
-
-    async def healthz(request: web.Request) -> web.Response:
-        ok, reason = await view.health()
-        return web.json_response({"ok": ok, "reason": reason}, status=200 if ok else 503)
-
-    async def status(request: web.Request) -> web.Response:
-        return web.json_response(await view.status())
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/api/status", status)
-    add_kiosk_routes(app, lambda: view.rules, view.api_token)
-    add_portal_routes(app, lambda: getattr(view, "guest_wifi", None))
-    add_staff_routes(app, view, sessions=sessions, limiter=limiter, users=users or {}, cookie=COOKIE,
-                     secure_cookies=secure_cookies, session_of=session_of)
+    table: dict[Any, Route] = {}
+    routes = all_routes(site, registry)
+    for route, owner in routes:
+        if guest_only and not route.access.guest_facing:
+            continue
+        handler: Any = route.handler if owner is None else partial(_call_component, ctx, owner, route.handler)
+        table[app.router.add_route(route.method, route.path, handler)] = route
+    app[ROUTES_KEY] = table
+    openapi.update(build_openapi([r for r, _ in routes]))
     return app

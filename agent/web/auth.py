@@ -18,7 +18,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FAILURE_WINDOW_S", "MAX_FAILURES", "Session", "SessionStore", "hash_password", "verify_password"]
+from aiohttp import web
+
+__all__ = [
+    "FAILURE_WINDOW_S", "MAX_FAILURES", "SESSION_KEY", "Session", "SessionStore", "hash_password", "session_of",
+    "user_of", "verify_password",
+]
 
 # scrypt cost: ~50 ms and 16 MiB on a Raspberry Pi 4; slow for a guesser, fine for a login.
 _N, _R, _P = 2**14, 8, 1
@@ -83,3 +88,17 @@ class SessionStore:
     def drop(self, session_id: str | None) -> None:
         if session_id:
             self._sessions.pop(session_id, None)
+
+
+# The logged-in session of a request, set by the auth middleware (absent for the api token).
+SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
+
+
+def session_of(request: web.Request) -> Session | None:
+    return request.get(SESSION_KEY)
+
+
+def user_of(request: web.Request) -> str:
+    """Who did it, for logs and acknowledgements: the login's name, or "api-token"."""
+    session = session_of(request)
+    return session.user if session else "api-token"

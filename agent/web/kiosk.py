@@ -16,7 +16,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -24,13 +23,14 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.rules.engine import PaymentError
+from agent.rules.checkout import PaymentError
 from agent.web import sse
+from agent.web.routes import Access, Route
 
 if TYPE_CHECKING:
-    from agent.rules.engine import RulesEngine
+    from agent.rules.selfcheckout import SelfCheckout
 
-__all__ = ["add_kiosk_routes"]
+__all__ = ["BasketDoc", "PayRequest", "Receipt", "kiosk_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -45,99 +45,123 @@ class PayRequest(BaseModel):
     total: str = Field(pattern=r"^\d{1,9}(\.\d{1,4})?$")
 
 
+class BasketLine(BaseModel):
+    gtin: str | None
+    name: str
+    qty: int
+    unit_price: str | None
+    amount: str | None
+    epcs: list[str]
+    known: bool
+
+
+class BasketDoc(BaseModel):
+    station: str
+    basket_id: str
+    lines: list[BasketLine]
+    total: str
+    currency: str
+    items: int
+    unknown_items: int
+    settled: bool
+
+
+class Receipt(BasketDoc):
+    payment_id: str
+    paid_at: float
+    duplicate: bool
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def add_kiosk_routes(app: web.Application, get_engine: Callable[[], RulesEngine | None],
-                     api_token: str | None) -> None:
-    """`get_engine` returns the current rules engine (a config push may replace it)."""
+def _station_of(comp: SelfCheckout, request: web.Request, *, ops_allowed: bool) -> str | web.Response:
+    station = request.match_info["station"]
+    if station not in comp.tokens:
+        return _error(404, f"no station {station!r}")
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else request.query.get("token")
+    api_token = comp.ctx.config.http.api_token
+    allowed = [comp.tokens[station]] + ([api_token.get_secret_value()] if ops_allowed and api_token else [])
+    if not given or not any(hmac.compare_digest(given.encode(), t.encode()) for t in allowed):
+        log.warning("kiosk: %s %s refused from %s: %s", request.method, request.path, request.remote,
+                    "wrong token" if given else "no token")
+        return web.json_response({"error": "missing or wrong station token"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="o2o-edge kiosk"'})
+    return station
 
-    def station_of(request: web.Request, *, ops_allowed: bool) -> str | web.Response:
-        engine = get_engine()
-        tokens = {} if engine is None else {s.id: s.token.get_secret_value() for s in engine.config.checkout.stations}
-        station = request.match_info["station"]
-        if station not in tokens:
-            return _error(404, f"no station {station!r}")
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else request.query.get("token")
-        allowed = [tokens[station]] + ([api_token] if ops_allowed and api_token else [])
-        if not given or not any(hmac.compare_digest(given.encode(), t.encode()) for t in allowed):
-            log.warning("kiosk: %s %s refused from %s: %s", request.method, request.path, request.remote,
-                        "wrong token" if given else "no token")
-            return web.json_response({"error": "missing or wrong station token"}, status=401,
-                                     headers={"WWW-Authenticate": 'Bearer realm="o2o-edge kiosk"'})
+
+async def basket(comp: SelfCheckout, request: web.Request) -> web.Response:
+    station = _station_of(comp, request, ops_allowed=True)
+    if isinstance(station, web.Response):
         return station
-
-    def engine_now() -> RulesEngine:
-        engine = get_engine()
-        assert engine is not None  # station_of() answered 404 otherwise
-        return engine
-
-    async def basket(request: web.Request) -> web.Response:
-        station = station_of(request, ops_allowed=True)
-        if isinstance(station, web.Response):
-            return station
-        return web.json_response(engine_now().basket(station).to_dict())
-
-    async def pay(request: web.Request) -> web.Response:
-        station = station_of(request, ops_allowed=False)
-        if isinstance(station, web.Response):
-            return station
-        if request.content_length is not None and request.content_length > MAX_PAY_BYTES:
-            return _error(413, f"body too large (limit {MAX_PAY_BYTES} bytes)")
-        raw = await request.content.read(MAX_PAY_BYTES + 1)
-        if len(raw) > MAX_PAY_BYTES:
-            return _error(413, f"body too large (limit {MAX_PAY_BYTES} bytes)")
-        try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            log.info("kiosk %s: pay refused: body is not JSON", station)
-            return _error(400, f"body is not JSON: {exc}")
-        try:
-            req = PayRequest.model_validate(doc)
-            total = Decimal(req.total)
-        except (ValidationError, InvalidOperation) as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-                               for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
-            log.info("kiosk %s: pay refused: %s", station, detail)
-            return _error(400, detail)
-        try:
-            receipt, duplicate = await engine_now().pay(station, req.payment_id, req.basket_id, total)
-        except PaymentError as exc:
-            log.info("kiosk %s: pay %s refused (%d): %s", station, req.payment_id, exc.status, exc.message)
-            return _error(exc.status, exc.message)
-        return web.json_response({**receipt.to_dict(), "duplicate": duplicate})
-
-    async def stream(request: web.Request) -> web.StreamResponse:
-        station = station_of(request, ops_allowed=True)
-        if isinstance(station, web.Response):
-            return station
-        engine = engine_now()
-        queue = engine.watch(station)
-        try:
-            return await sse.stream(request, queue, [engine.basket(station).to_dict()], event="basket")
-        finally:
-            engine.unwatch(station, queue)
-
-    async def page(request: web.Request) -> web.Response:
-        engine = get_engine()
-        if engine is None or request.match_info["station"] not in {s.id for s in engine.config.checkout.stations}:
-            return web.Response(status=404, text="no such station")
-        html = resources.files("agent.web").joinpath("static/kiosk.html").read_text(encoding="utf-8")
-        return web.Response(text=html, content_type="text/html",
-                            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                                                "script-src 'self' 'unsafe-inline'"})
-
-    app.router.add_get("/api/checkout/{station}/basket", basket)
-    app.router.add_post("/api/checkout/{station}/pay", pay)
-    app.router.add_get("/api/checkout/{station}/stream", stream)
-    app.router.add_get("/kiosk/{station}", page)
+    return web.json_response(comp.basket(station).to_dict())
 
 
-def kiosk_paths() -> tuple[str, ...]:
-    """Paths that carry their own (station token) auth, for the ops auth middleware to let through."""
-    return ("/api/checkout/", "/kiosk/")
+async def pay(comp: SelfCheckout, request: web.Request) -> web.Response:
+    station = _station_of(comp, request, ops_allowed=False)
+    if isinstance(station, web.Response):
+        return station
+    if request.content_length is not None and request.content_length > MAX_PAY_BYTES:
+        return _error(413, f"body too large (limit {MAX_PAY_BYTES} bytes)")
+    raw = await request.content.read(MAX_PAY_BYTES + 1)
+    if len(raw) > MAX_PAY_BYTES:
+        return _error(413, f"body too large (limit {MAX_PAY_BYTES} bytes)")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.info("kiosk %s: pay refused: body is not JSON", station)
+        return _error(400, f"body is not JSON: {exc}")
+    try:
+        req = PayRequest.model_validate(doc)
+        total = Decimal(req.total)
+    except (ValidationError, InvalidOperation) as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                           for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
+        log.info("kiosk %s: pay refused: %s", station, detail)
+        return _error(400, detail)
+    try:
+        receipt, duplicate = await comp.pay(station, req.payment_id, req.basket_id, total)
+    except PaymentError as exc:
+        log.info("kiosk %s: pay %s refused (%d): %s", station, req.payment_id, exc.status, exc.message)
+        return _error(exc.status, exc.message)
+    return web.json_response({**receipt.to_dict(), "duplicate": duplicate})
 
 
+async def stream(comp: SelfCheckout, request: web.Request) -> web.StreamResponse:
+    station = _station_of(comp, request, ops_allowed=True)
+    if isinstance(station, web.Response):
+        return station
+    queue = comp.watch(station)
+    try:
+        return await sse.stream(request, queue, [comp.basket(station).to_dict()], event="basket", id_key="basket_id")
+    finally:
+        comp.unwatch(station, queue)
+
+
+async def page(comp: SelfCheckout, request: web.Request) -> web.Response:
+    if request.match_info["station"] not in comp.tokens:
+        return web.Response(status=404, text="no such station")
+    html = resources.files("agent.web").joinpath("static/kiosk.html").read_text(encoding="utf-8")
+    return web.Response(text=html, content_type="text/html",
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                                            "script-src 'self' 'unsafe-inline'"})
+
+
+def kiosk_routes() -> list[Route]:
+    st = {"station": "the station's id"}
+    return [
+        Route("GET", "/api/checkout/{station}/basket", basket, Access.STATION,
+              "The station's priced basket (station token, or the api token)", response=BasketDoc,
+              errors=(401, 404), params=st, tag="kiosk"),
+        Route("POST", "/api/checkout/{station}/pay", pay, Access.STATION,
+              "Pay the basket as priced (station token); a retry returns the same receipt", response=Receipt,
+              body=PayRequest, errors=(400, 401, 404, 409, 413), params=st, tag="kiosk"),
+        Route("GET", "/api/checkout/{station}/stream", stream, Access.STATION,
+              "The basket each time it settles (server-sent events)", content_type="text/event-stream",
+              errors=(401, 404), params=st, tag="kiosk"),
+        Route("GET", "/kiosk/{station}", page, Access.STATION, "The kiosk's live page (reads ?token=)",
+              content_type="text/html", errors=(404,), params=st, tag="kiosk"),
+    ]

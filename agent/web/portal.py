@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -26,8 +26,9 @@ from aiohttp import web
 
 from agent.portal_text import LANGUAGES, pick_language, text
 from agent.web.ratelimit import RateLimiter
+from agent.web.routes import Handler
 
-__all__ = ["PortalBackend", "add_portal_routes"]
+__all__ = ["ROUTES", "Portal", "PortalBackend"]
 
 log = logging.getLogger(__name__)
 
@@ -77,37 +78,46 @@ def _page(lang: str, title: str, body: str, status: int = 200) -> web.Response:
                                  "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
 
 
-def _logout_token(pending: OrderedDict[str, Pending]) -> str:
-    token = secrets.token_urlsafe(16)
-    pending["l:" + token] = Pending(token, None, time.monotonic())
-    return token
+class Portal:
+    """The portal's handlers (see ROUTES), sharing their pending visits and rate limit."""
 
+    def __init__(self, backend: Callable[[], PortalBackend | None]) -> None:
+        self._backend = backend
+        self.pending: OrderedDict[str, Pending] = OrderedDict()
+        self.limiter = RateLimiter(RATE_PER_MIN, 60.0)
 
-def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend | None]) -> None:
-    pending: OrderedDict[str, Pending] = OrderedDict()
-    limiter = RateLimiter(RATE_PER_MIN, 60.0)
+    def handlers(self) -> dict[str, Handler]:
+        return {name: self._guard(getattr(self, name)) if name != "logo" else self.logo
+                for name in ("logo", "visit", "submit", "withdraw_page", "withdraw", "captive_api", "logout")}
 
-    def lang_of(request: web.Request) -> str:
-        forced = request.query.get("lang")
-        return forced if forced in LANGUAGES else pick_language(request.headers.get("Accept-Language"))
+    def backend(self) -> PortalBackend:
+        b = self._backend()
+        assert b is not None  # _guard answered 404 otherwise
+        return b
 
-    def guard(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def _guard(self, handler: Handler) -> Handler:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             address = request.remote or "?"
-            if backend() is None:
+            if self._backend() is None:
                 raise web.HTTPNotFound(text="no captive portal configured")
-            if not limiter.allow(address):
-                if limiter.refused % 100 == 1:
-                    log.warning("portal: rate limit for %s (%d refused so far)", address, limiter.refused)
-                return _page(lang_of(request), "429", f'<p class="error">{text(lang_of(request), "too_many")}</p>', 429)
+            lang = lang_of(request)
+            if not self.limiter.allow(address):
+                if self.limiter.refused % 100 == 1:
+                    log.warning("portal: rate limit for %s (%d refused so far)", address, self.limiter.refused)
+                return _page(lang, "429", f'<p class="error">{text(lang, "too_many")}</p>', 429)
             if request.content_length is not None and request.content_length > MAX_BODY:
                 log.warning("portal: %d-byte body from %s refused", request.content_length, address)
-                return _page(lang_of(request), "413", f'<p class="error">{text(lang_of(request), "bad_request")}</p>', 413)
+                return _page(lang, "413", f'<p class="error">{text(lang, "bad_request")}</p>', 413)
             return await handler(request)
 
         return wrapped
 
-    def form(lang: str, p_id: str, p: Pending, b: PortalBackend, error: str = "") -> web.Response:
+    def _logout_token(self) -> str:
+        token = secrets.token_urlsafe(16)
+        self.pending["l:" + token] = Pending(token, None, time.monotonic())
+        return token
+
+    def form(self, lang: str, p_id: str, p: Pending, b: PortalBackend, error: str = "") -> web.Response:
         e = html.escape
         err = f'<p class="error" role="alert">{e(error)}</p>' if error else ""
         boxes = "".join(
@@ -123,10 +133,8 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
                 f'<p class="small"><a href="/portal/withdraw?lang={lang}">{e(text(lang, "withdraw"))}</a></p>')
         return _page(lang, text(lang, "title"), body)
 
-    @guard
-    async def visit(request: web.Request) -> web.StreamResponse:
-        b = backend()
-        assert b is not None
+    async def visit(self, request: web.Request) -> web.StreamResponse:
+        b = self.backend()
         lang = lang_of(request)
         try:
             client = b.parse_visit(dict(request.query), request.remote or "?")
@@ -134,16 +142,14 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
             log.warning("portal: bad FAS query from %s: %s", request.remote, exc)
             return _page(lang, "400", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 400)
         now = time.monotonic()
-        while pending and (len(pending) >= MAX_PENDING or next(iter(pending.values())).created < now - PENDING_TTL_S):
-            pending.popitem(last=False)
+        while self.pending and (len(self.pending) >= MAX_PENDING or next(iter(self.pending.values())).created < now - PENDING_TTL_S):
+            self.pending.popitem(last=False)
         p_id = secrets.token_urlsafe(16)
-        pending[p_id] = Pending(secrets.token_urlsafe(16), client, now)
-        return form(lang, p_id, pending[p_id], b)
+        self.pending[p_id] = Pending(secrets.token_urlsafe(16), client, now)
+        return self.form(lang, p_id, self.pending[p_id], b)
 
-    @guard
-    async def submit(request: web.Request) -> web.StreamResponse:
-        b = backend()
-        assert b is not None
+    async def submit(self, request: web.Request) -> web.StreamResponse:
+        b = self.backend()
         lang = lang_of(request)
         raw = await request.content.read(MAX_BODY + 1)
         if len(raw) > MAX_BODY:
@@ -155,18 +161,18 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
         except (UnicodeDecodeError, ValueError):
             fields = {}
         p_id = fields.get("p", "")
-        p = pending.get(p_id)
+        p = self.pending.get(p_id)
         if p is None or not secrets.compare_digest(fields.get("csrf", ""), p.csrf):
             log.warning("portal: form from %s refused: unknown visit or wrong CSRF token", request.remote)
             return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
         choices = {k: fields.get(k) == "1" for k in ("wifi", "marketing", "personalisation")}
         if not choices["wifi"]:
-            return form(lang, p_id, p, b, text(lang, "need_wifi"))
+            return self.form(lang, p_id, p, b, text(lang, "need_wifi"))
         loyalty = fields.get("loyalty", "").strip() or None
         if loyalty is not None and not _LOYALTY.match(loyalty):
             log.info("portal: malformed loyalty id from %s refused", request.remote)
-            return form(lang, p_id, p, b, text(lang, "loyalty_bad"))
-        del pending[p_id]  # one use: a replayed form finds nothing
+            return self.form(lang, p_id, p, b, text(lang, "loyalty_bad"))
+        del self.pending[p_id]  # one use: a replayed form finds nothing
         consent = await b.give_consent(p.client, choices, lang, loyalty)
         try:
             await b.authenticate(p.client, consent)
@@ -183,45 +189,42 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
             log.info("portal: redirect to %r not allowed (host %r not in allowed_redirect_hosts)", origin[:200], host)
         note = f'<p class="small">{e(text(lang, "unverified"))}</p>' if loyalty else ""
         logout = (f'<form method="post" action="/portal/logout?lang={lang}"><input type="hidden" name="csrf" '
-                  f'value="{e(_logout_token(pending))}"><button type="submit" id="logout">{e(text(lang, "logout"))}'
+                  f'value="{e(self._logout_token())}"><button type="submit" id="logout">{e(text(lang, "logout"))}'
                   '</button></form>')
         resp = _page(lang, text(lang, "title"), f'<h1 id="success">{e(text(lang, "success"))}</h1>{note}{link}{logout}')
         resp.set_cookie("o2o_consent", consent.id, httponly=True, samesite="Lax", path="/portal/",
                         max_age=365 * 86400)
         return resp
 
-    @guard
-    async def withdraw_page(request: web.Request) -> web.StreamResponse:
+    async def withdraw_page(self, request: web.Request) -> web.StreamResponse:
         lang = lang_of(request)
         e = html.escape
         token = secrets.token_urlsafe(16)
-        pending["w:" + token] = Pending(token, None, time.monotonic())
+        self.pending["w:" + token] = Pending(token, None, time.monotonic())
         body = (f'<h1>{e(text(lang, "withdraw"))}</h1><form method="post" action="/portal/withdraw?lang={lang}">'
                 f'<input type="hidden" name="csrf" value="{e(token)}">'
                 f'<button type="submit" id="withdraw">{e(text(lang, "withdraw"))}</button></form>')
         return _page(lang, text(lang, "withdraw"), body)
 
-    async def spend_token(request: web.Request, kind: str) -> bool:
+    async def spend_token(self, request: web.Request, kind: str) -> bool:
         """A one-use form token of `kind` ("w" withdraw, "l" logout): True if it was valid (and is now spent)."""
         from urllib.parse import parse_qs
 
         raw = await request.content.read(MAX_BODY + 1)
         token = parse_qs(raw.decode("utf-8", "replace")).get("csrf", [""])[0]
-        if pending.pop(f"{kind}:{token}", None) is None:
+        if self.pending.pop(f"{kind}:{token}", None) is None:
             log.warning("portal: %s form from %s refused: unknown or spent token", request.path, request.remote)
             return False
         return True
 
-    def refused(lang: str) -> web.Response:
+    def refused(self, lang: str) -> web.Response:
         return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
 
-    @guard
-    async def withdraw(request: web.Request) -> web.StreamResponse:
-        b = backend()
-        assert b is not None
+    async def withdraw(self, request: web.Request) -> web.StreamResponse:
+        b = self.backend()
         lang = lang_of(request)
-        if not await spend_token(request, "w"):
-            return refused(lang)
+        if not await self.spend_token(request, "w"):
+            return self.refused(lang)
         consent_id = request.cookies.get("o2o_consent", "")
         done = bool(consent_id) and await b.withdraw(consent_id)
         resp = _page(lang, text(lang, "withdraw"), f'<h1 id="withdrawn">{html.escape(text(lang, "withdrawn"))}</h1>')
@@ -229,21 +232,17 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
         log.info("portal: consent withdrawal from %s (%s)", request.remote, "done" if done else "nothing stored")
         return resp
 
-    @guard
-    async def logout(request: web.Request) -> web.StreamResponse:
-        b = backend()
-        assert b is not None
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        b = self.backend()
         lang = lang_of(request)
-        if not await spend_token(request, "l"):
-            return refused(lang)
+        if not await self.spend_token(request, "l"):
+            return self.refused(lang)
         done = await b.logout(request.remote or "")
         log.info("portal: logout from %s (%s)", request.remote, "session ended" if done else "no session")
         return _page(lang, text(lang, "title"), f'<h1 id="loggedout">{html.escape(text(lang, "logged_out"))}</h1>')
 
-    @guard
-    async def captive_api(request: web.Request) -> web.StreamResponse:
-        b = backend()
-        assert b is not None
+    async def captive_api(self, request: web.Request) -> web.StreamResponse:
+        b = self.backend()
         remaining = b.seconds_remaining(request.remote or "")
         doc: dict[str, Any] = {"captive": remaining is None,
                                "user-portal-url": f"{request.scheme}://{request.host}/portal/"}
@@ -255,17 +254,29 @@ def add_portal_routes(app: web.Application, backend: Callable[[], PortalBackend 
         return web.Response(text=json.dumps(doc), content_type="application/captive+json",
                             headers={"Cache-Control": "private, no-store"})
 
-    async def logo(request: web.Request) -> web.Response:
-        b = backend()
+    async def logo(self, request: web.Request) -> web.Response:
+        b = self._backend()
         if b is None or b.logo is None:
             raise web.HTTPNotFound()
         data, ctype = b.logo
         return web.Response(body=data, content_type=ctype, headers={"Cache-Control": "max-age=3600"})
 
-    app.router.add_get("/portal/logo", logo)
-    app.router.add_get("/portal/", visit)
-    app.router.add_post("/portal/", submit)
-    app.router.add_get("/portal/withdraw", withdraw_page)
-    app.router.add_post("/portal/withdraw", withdraw)
-    app.router.add_get("/portal/api", captive_api)
-    app.router.add_post("/portal/logout", logout)
+
+
+def lang_of(request: web.Request) -> str:
+    forced = request.query.get("lang")
+    return forced if forced in LANGUAGES else pick_language(request.headers.get("Accept-Language"))
+
+
+# (method, path, handler name, summary, content type, errors): open to guests on the guest listener.
+ROUTES: list[tuple[str, str, str, str, str, tuple[int, ...]]] = [
+    ("GET", "/portal/logo", "logo", "The store's logo on the portal", "image/*", (404,)),
+    ("GET", "/portal/", "visit", "Consent page (openNDS sends the guest here with its FAS query)", "text/html",
+     (400, 429)),
+    ("POST", "/portal/", "submit", "Consent choices and loyalty id; authenticates the guest", "text/html",
+     (403, 413, 429, 503)),
+    ("GET", "/portal/withdraw", "withdraw_page", "Withdraw consent (the form)", "text/html", (429,)),
+    ("POST", "/portal/withdraw", "withdraw", "Withdraw consent", "text/html", (403, 429)),
+    ("GET", "/portal/api", "captive_api", "RFC 8908 Captive Portal API", "application/captive+json", (429,)),
+    ("POST", "/portal/logout", "logout", "End the guest's Wi-Fi session", "text/html", (403, 429)),
+]

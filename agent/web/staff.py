@@ -1,64 +1,141 @@
-"""The staff page and its API: login, live status and events, actions, diagnostics, metrics."""
+"""The staff page's own routes: the page and its assets, login, who am I, the cards, status, diagnostics,
+metrics, OpenAPI and /healthz. Everything a feature adds comes from its component's routes()."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from agent.web import sse
-from agent.web.auth import Session, SessionStore, verify_password
+from agent.component import Component, Context
+from agent.components.activity import ActivityComponent
+from agent.components.outbox import OutboxComponent
+from agent.config_push import masked_config
+from agent.web.auth import Session, SessionStore, session_of, verify_password
 from agent.web.metrics import CONTENT_TYPE, render
-from agent.web.openapi import OPENAPI
 from agent.web.ratelimit import RateLimiter
+from agent.web.routes import Access, Route
 
-__all__ = ["add_staff_routes"]
+__all__ = ["COOKIE", "StaffSite", "staff_routes"]
 
 log = logging.getLogger(__name__)
 
-# The page's assets ship inside the package; nothing else is served from disk.
-STATIC = {"app.js": "application/javascript", "app.css": "text/css", "login.html": "text/html"}
+COOKIE = "o2o_session"
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
         "frame-ancestors 'none'; form-action 'self'")
+_TYPES = {".js": "application/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+          ".mp3": "audio/mpeg", ".wav": "audio/wav", ".png": "image/png"}
+# Served under /static: scripts, styles, images and sounds; pages have their own routes.
+_ASSET = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|mp3|wav|png)$")
 
 
-def _asset(name: str) -> bytes:
-    return resources.files("agent.web").joinpath(f"static/{name}").read_bytes()
+def _assets(folder: str, pattern: re.Pattern[str] = _ASSET) -> dict[str, bytes]:
+    """The page's assets ship inside the package; nothing else is served from disk (a whitelist, read once)."""
+    root = resources.files("agent.web").joinpath(folder)
+    return {p.name: p.read_bytes() for p in root.iterdir() if p.is_file() and pattern.match(p.name)}
 
 
-def add_staff_routes(app: web.Application, view: Any, *, sessions: SessionStore, limiter: RateLimiter,
-                     users: dict[str, tuple[str, str]], cookie: str, secure_cookies: bool,
-                     session_of: Callable[[web.Request], Session | None]) -> None:
+class Me(BaseModel):
+    user: str
+    role: str
+    csrf: str | None
 
-    def user_of(request: web.Request) -> str:
-        session = session_of(request)
-        return session.user if session else "api-token"
 
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(body=_asset("index.html"), content_type="text/html",
-                            headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
+class Card(BaseModel):
+    key: str
+    script: str
 
-    async def static(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in STATIC:  # a whitelist: "../config.toml" and friends are simply unknown names
+
+class Cards(BaseModel):
+    store_name: str
+    cards: list[Card]
+
+
+class Healthz(BaseModel):
+    ok: bool
+    reason: str
+
+
+class LoggedOut(BaseModel):
+    ok: bool
+
+
+class Diagnostics(BaseModel):
+    generated_at: float
+    status: dict[str, Any]
+    config: dict[str, Any]
+    recent_logs: list[str]
+    recent_events: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
+class OpenApi(BaseModel):
+    """An OpenAPI 3.1 document (this one)."""
+
+    model_config = {"extra": "allow"}
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+class Login(BaseModel):
+    username: str
+    password: str
+
+
+@dataclass
+class StaffSite:
+    """What the staff routes share: the daemon, its users, sessions, the login limit."""
+
+    ctx: Context
+    registry: Sequence[type[Component]]
+    users: dict[str, tuple[str, str]]  # name -> (password hash, role)
+    sessions: SessionStore
+    limiter: RateLimiter
+    secure_cookies: bool
+    recent_logs: Callable[[], list[str]]
+    openapi: Callable[[], dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        self.static = _assets("static")
+        self.pages = _assets("static", re.compile(r"^(index|login)\.html$"))
+        self.card_scripts = _assets("static/cards")
+
+    def _asset(self, table: dict[str, bytes], name: str, request: web.Request) -> web.Response:
+        if name not in table:  # "../config.toml" and friends are simply unknown names
             log.warning("http: static %r refused from %s", name[:100], request.remote)
             raise web.HTTPNotFound()
-        return web.Response(body=_asset(name), content_type=STATIC[name],
+        ctype = _TYPES[name[name.rindex("."):]]
+        return web.Response(body=table[name], content_type=ctype,
                             headers={"Cache-Control": "max-age=300", "Content-Security-Policy": _CSP})
 
-    async def login_page(request: web.Request) -> web.Response:
-        return web.Response(body=_asset("login.html"), content_type="text/html",
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.pages["index.html"], content_type="text/html",
                             headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
 
-    async def login(request: web.Request) -> web.Response:
+    async def static_file(self, request: web.Request) -> web.Response:
+        return self._asset(self.static, request.match_info["name"], request)
+
+    async def card_script(self, request: web.Request) -> web.Response:
+        return self._asset(self.card_scripts, request.match_info["name"], request)
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.pages["login.html"], content_type="text/html",
+                            headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
+
+    async def login(self, request: web.Request) -> web.Response:
         address = request.remote or "?"
-        if limiter.blocked(address):
+        if self.limiter.blocked(address):
             log.warning("login: too many failures from %s, refused", address)
             return web.json_response({"error": "too many failed logins; wait a few minutes"}, status=429,
                                      headers={"Retry-After": "300"})
@@ -69,113 +146,100 @@ def add_staff_routes(app: web.Application, view: Any, *, sessions: SessionStore,
                 return web.json_response({"error": "body is not JSON"}, status=400)
         else:
             body = dict(await request.post())
+        if not isinstance(body, dict):
+            return web.json_response({"error": "expected {\"username\", \"password\"}"}, status=400)
         name, password = str(body.get("username", ""))[:64], str(body.get("password", ""))[:256]
-        known = users.get(name)
+        known = self.users.get(name)
         ok = known is not None and await asyncio.to_thread(verify_password, password, known[0])
         if not ok or known is None:
-            limiter.record(address)
+            self.limiter.record(address)
             log.warning("login: failed for user %r from %s", name, address)
             return web.json_response({"error": "wrong user name or password"}, status=401)
-        limiter.forget(address)
-        session = sessions.create(name, known[1])
+        self.limiter.forget(address)
+        session = self.sessions.create(name, known[1])
         log.info("login: %s (%s) from %s", name, known[1], address)
         resp = web.json_response({"user": name, "role": known[1], "csrf": session.csrf})
-        resp.set_cookie(cookie, session.id, httponly=True, samesite="Strict", secure=secure_cookies, path="/")
+        resp.set_cookie(COOKIE, session.id, httponly=True, samesite="Strict", secure=self.secure_cookies, path="/")
         return resp
 
-    async def logout(request: web.Request) -> web.Response:
-        sessions.drop(request.cookies.get(cookie))
+    async def logout(self, request: web.Request) -> web.Response:
+        self.sessions.drop(request.cookies.get(COOKIE))
         resp = web.json_response({"ok": True})
-        resp.del_cookie(cookie, path="/")
+        resp.del_cookie(COOKIE, path="/")
         return resp
 
-    async def me(request: web.Request) -> web.Response:
-        session = session_of(request)
+    async def me(self, request: web.Request) -> web.Response:
+        session: Session | None = session_of(request)
         if session is None:
             return web.json_response({"user": "api-token", "role": "admin", "csrf": None})
         return web.json_response({"user": session.user, "role": session.role, "csrf": session.csrf})
 
-    async def history(request: web.Request) -> web.Response:
-        return web.json_response({"every_s": 10, "samples": list(view.activity.history)})
+    async def cards(self, request: web.Request) -> web.Response:
+        seen: list[str] = []
+        for cls in sorted(self.registry, key=lambda c: c.card_order):
+            if cls.key in self.ctx.components and cls.card and cls.card not in seen:
+                seen.append(cls.card)
+        store = self.ctx.config.store
+        return web.json_response({"store_name": store.name or store.id, "cards": [
+            {"key": c, "script": f"/static/cards/{c}.js"} for c in seen if f"{c}.js" in self.card_scripts]})
 
-    async def alarms(request: web.Request) -> web.Response:
-        return web.json_response({"alarms": list(reversed(view.activity.alarms))})
+    async def status(self, request: web.Request) -> web.Response:
+        assert self.ctx.status is not None
+        return web.json_response(self.ctx.status())
 
-    async def events(request: web.Request) -> web.StreamResponse:
-        queue = view.activity.listen()
-        try:
-            return await sse.stream(request, queue, list(view.activity.recent)[-50:])
-        finally:
-            view.activity.unlisten(queue)
+    async def healthz(self, request: web.Request) -> web.Response:
+        outbox = self.ctx.get(OutboxComponent)
+        ok, reason = (False, "starting") if outbox is None else await outbox.probe(max_age_s=0)
+        return web.json_response({"ok": ok, "reason": reason}, status=200 if ok else 503)
 
-    def reader_or_404(request: web.Request) -> str:
-        rid = request.match_info["reader"]
-        if rid not in view.readers:
-            raise web.HTTPNotFound(text=f"no reader {rid!r}")
-        return rid
-
-    async def reader_action(request: web.Request) -> web.Response:
-        rid = reader_or_404(request)
-        action = request.match_info["action"]
-        if action == "restart":
-            await view.restart_reader(rid)
-        elif action == "pause":
-            view.readers[rid].pause()
-        elif action == "resume":
-            view.readers[rid].resume()
-        else:
-            raise web.HTTPNotFound(text=f"no action {action!r}")
-        log.info("staff: %s did %s on reader %s", user_of(request), action, rid)
-        return web.json_response({"reader": rid, "state": view.readers[rid].state})
-
-    async def sync_now(request: web.Request) -> web.Response:
-        if view.uplink is None:
-            return web.json_response({"error": "cloud sync is disabled in the config"}, status=409)
-        view.uplink.resync()
-        log.info("staff: %s forced a sync (%d waiting)", user_of(request), view.outbox.depth)
-        return web.json_response({"backlog": view.outbox.depth, "connected": view.uplink.connected})
-
-    async def ack_alarm(request: web.Request) -> web.Response:
-        alarm = view.activity.acknowledge(request.match_info["alarm"], user_of(request))
-        if alarm is None:
-            raise web.HTTPNotFound(text="no such alarm (only the last 100 are kept)")
-        log.info("staff: %s acknowledged alarm %s", user_of(request), alarm["id"])
-        return web.json_response(alarm)
-
-    async def diagnostics(request: web.Request) -> web.Response:
+    async def diagnostics(self, request: web.Request) -> web.Response:
+        assert self.ctx.status is not None
+        activity = self.ctx.get(ActivityComponent)
         bundle = {
             "generated_at": time.time(),
-            "status": await view.status(),
-            "config": view.config_without_secrets(),
-            "recent_logs": view.recent_logs(),
-            "recent_events": list(view.activity.recent),
-            "history": list(view.activity.history),
+            "status": self.ctx.status(),
+            "config": masked_config(self.ctx.config),
+            "recent_logs": self.recent_logs(),
+            "recent_events": list(activity.activity.recent) if activity else [],
+            "history": list(activity.activity.history) if activity else [],
         }
-        name = f"o2o-edge-diagnostics-{view.config.store.id}-{view.config.store.gateway}-{int(time.time())}.json"
-        log.info("staff: %s downloaded a diagnostics bundle", user_of(request))
+        store = self.ctx.config.store
+        name = f"o2o-edge-diagnostics-{store.id}-{store.gateway}-{int(time.time())}.json"
+        log.info("staff: %s downloaded a diagnostics bundle", session_of(request) or "api-token")
         return web.Response(body=json.dumps(bundle, indent=1, default=str).encode(), content_type="application/json",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    async def metrics(request: web.Request) -> web.Response:
-        body = render(await view.status(), dict(view.hub.published_by_kind))
+    async def metrics(self, request: web.Request) -> web.Response:
+        assert self.ctx.status is not None
+        body = render(self.ctx.status(), self.ctx)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
-    async def openapi(request: web.Request) -> web.Response:
-        return web.json_response(OPENAPI)
+    async def openapi_doc(self, request: web.Request) -> web.Response:
+        return web.json_response(self.openapi())
 
-    r = app.router
-    r.add_get("/", index)
-    r.add_get("/static/{name}", static)
-    r.add_get("/login", login_page)
-    r.add_post("/login", login)
-    r.add_post("/logout", logout)
-    r.add_get("/api/me", me)
-    r.add_get("/api/history", history)
-    r.add_get("/api/alarms", alarms)
-    r.add_get("/api/events", events)
-    r.add_post("/api/actions/readers/{reader}/{action}", reader_action)
-    r.add_post("/api/actions/sync", sync_now)
-    r.add_post("/api/actions/alarms/{alarm}/ack", ack_alarm)
-    r.add_get("/api/diagnostics", diagnostics)
-    r.add_get("/api/openapi.json", openapi)
-    r.add_get("/metrics", metrics)
+
+def staff_routes(site: StaffSite, status_model: type[BaseModel]) -> list[Route]:
+    s, o, a = Access.STAFF, Access.OPEN, Access.ADMIN
+    html, asset = "text/html", "application/javascript"
+    return [
+        Route("GET", "/healthz", site.healthz, o, "Liveness: 200 while the outbox takes writes, else 503",
+              response=Healthz, errors=(503,), tag="staff"),
+        Route("GET", "/", site.index, s, "The staff page", content_type=html, tag="staff"),
+        Route("GET", "/static/{name}", site.static_file, o, "The page's assets", content_type=asset, errors=(404,),
+              params={"name": "file name"}, tag="staff"),
+        Route("GET", "/static/cards/{name}", site.card_script, o, "The status cards' scripts", content_type=asset,
+              errors=(404,), params={"name": "file name"}, tag="staff"),
+        Route("GET", "/login", site.login_page, o, "The login page", content_type=html, tag="staff"),
+        Route("POST", "/login", site.login, o, "Log in (JSON or form-encoded)", response=Me, body=Login,
+              errors=(400, 401, 429), tag="staff"),
+        Route("POST", "/logout", site.logout, o, "Log out", response=LoggedOut, tag="staff"),
+        Route("GET", "/api/me", site.me, s, "Who is logged in, and the CSRF token for actions", response=Me,
+              tag="staff"),
+        Route("GET", "/api/cards", site.cards, s, "The status cards this gateway shows", response=Cards, tag="staff"),
+        Route("GET", "/api/status", site.status, s, "Gateway status: every component's snapshot and the health line",
+              response=status_model),
+        Route("GET", "/api/diagnostics", site.diagnostics, a, "A diagnostics bundle, secrets masked (admin)",
+              response=Diagnostics, errors=(403,), tag="staff"),
+        Route("GET", "/metrics", site.metrics, s, "Prometheus metrics", content_type="text/plain", tag="staff"),
+        Route("GET", "/api/openapi.json", site.openapi_doc, s, "This document", response=OpenApi),
+    ]

@@ -18,6 +18,7 @@ import select
 import threading
 import time
 import tty
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -26,8 +27,16 @@ from drivers.rfid import emulator_class
 from drivers.rfid.base import NEED_DATA, ReaderEmulator, ReaderEvent, ReaderSession, TagReport
 from drivers.rfid.epc import encode_sgtin96, gtin_check_digit
 
-__all__ = ["DEMO_PRODUCTS", "ManualScenario", "PtySimulator", "Scenario", "ShopfloorScenario", "converse",
-           "demo_epc"]
+__all__ = [
+    "DEMO_PRODUCTS",
+    "ManualScenario",
+    "PtySimulator",
+    "Scenario",
+    "ShopfloorScenario",
+    "converse",
+    "demo_epc",
+    "start_demo_simulator",
+]
 
 
 def converse(session: ReaderSession, emulator: ReaderEmulator, rounds: int = 30) -> list[ReaderEvent]:
@@ -217,3 +226,15 @@ class PtySimulator:
                     self.bytes_written += len(out)
                 except OSError:
                     return
+
+
+def start_demo_simulator(*, reader_id: str, protocol: str, antennas: Sequence[int], scenario: str, tags: int,
+                         period_s: float, address: int, directory: Path) -> tuple[PtySimulator, str]:
+    """`o2o-edge run --demo`: an emulator on a pty behind `directory/reader_id`; (simulator, port to open)."""
+    chosen: Scenario
+    if scenario == "idle":
+        chosen = ManualScenario()
+    else:
+        chosen = ShopfloorScenario(tags=tags, antennas=list(antennas) or [1], seed=zlib.crc32(reader_id.encode()) & 0xFFFF)
+    sim = PtySimulator(protocol, chosen, link=directory / reader_id, period_s=period_s, address=address)
+    return sim, sim.start()

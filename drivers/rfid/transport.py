@@ -24,7 +24,7 @@ import serial
 
 from drivers.backoff import Backoff
 
-__all__ = ["PortState", "SerialTransport", "describe_error"]
+__all__ = ["PortState", "SerialTransport", "describe_error", "open_port", "probe_port"]
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +178,17 @@ def describe_error(exc: BaseException) -> str:
         return f"{errno_exc.strerror}{where}"
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def open_port(url: str, *, baudrate: int, timeout: float = 1.0) -> serial.SerialBase:
+    """Open a port for a short job (an alarm relay's pulse); the caller closes it. Raises SerialException/OSError."""
+    return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, write_timeout=timeout)
+
+
+def probe_port(url: str, baudrate: int) -> str | None:
+    """Open and close a port once (before a config push moves a reader there); why it fails, or None."""
+    try:
+        serial.serial_for_url(url, baudrate=baudrate, timeout=0.1, exclusive=True).close()
+    except (serial.SerialException, OSError, ValueError) as exc:
+        return describe_error(exc)
+    return None

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.beacons import BeaconTracker, RssiFilter, distance_m
+from agent.components.ble import ble_health
 from agent.config import BleConfig
-from agent.health import assess
 from agent.privacy import DailySalt
 from drivers.ble.beacons import encode_eddystone_tlm, encode_eddystone_uid, encode_ibeacon
 from drivers.ble.captures import CapturedPacket, write_btsnoop
@@ -131,7 +131,7 @@ def test_tlm_health_and_low_battery_for_fixed_beacons() -> None:
     assert tracker.on_report(tlm, 12.0) == []  # health at most every 10 min, the alert once
     (locker,) = tracker.snapshot()
     assert locker["battery_low"] is True  # against the configured threshold (2600), not a default
-    reasons = assess({"ble": {"state": "ok", "beacons": tracker.snapshot()}})["reasons"]
+    reasons = [r.text for r in ble_health("ok", None, tracker.snapshot())]
     assert "Beacon locker-3 battery low (2400 mV): replace it." in reasons
 
 
@@ -163,12 +163,12 @@ async def test_replay_source_end_to_end(tmp_path: Path, config_factory, start_ag
 
 async def test_missing_adapter_or_capture_is_a_clear_status(config_factory, start_agent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ra = await start_agent(config_factory(ble={"source": f"replay:{tmp_path / 'nope.btsnoop'}"}, mqtt={"enabled": False}))
-    await wait_for(lambda: ra.agent.ble.state == "missing", 5)
+    await wait_for(lambda: ra.agent["ble"].runner.state == "missing", 5)
     status = await ra.agent.status()
     assert "not found" in status["ble"]["reason"]
     assert any("Bluetooth beacons not heard" in r for r in status["health"]["reasons"])
     await ra.stop()
     rb = await start_agent(config_factory(ble={"source": "hci7"}, mqtt={"enabled": False}))
-    await wait_for(lambda: rb.agent.ble.state == "unavailable", 5)
-    assert (rb.agent.ble.reason and "hci7" in rb.agent.ble.reason) or "Bluetooth" in (rb.agent.ble.reason or "")
+    await wait_for(lambda: rb.agent["ble"].runner.state == "unavailable", 5)
+    assert (rb.agent["ble"].runner.reason and "hci7" in rb.agent["ble"].runner.reason) or "Bluetooth" in (rb.agent["ble"].runner.reason or "")
     assert (await rb.agent.status())["outbox"] is not None  # the rest of the daemon carries on

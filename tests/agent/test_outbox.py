@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.drop_policy import DropCandidate, plan_drops
 from agent.errors import StorageError
 from agent.events import Event, Priority
 from agent.hub import Hub
-from agent.outbox import DropCandidate, Outbox, plan_drops
+from agent.outbox import Outbox
 
 
 def ev(kind: str = "tag.seen", n: int = 0, pad: int = 0, ts: float | None = None) -> Event:

@@ -16,35 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from tests import conftest
 from tests.conftest import free_port
 
 EXE = str(Path(sys.executable).with_name("o2o-edge"))
 
 
 def write_config(tmp_path: Path, http_port: int, *, raw_reads: bool = True) -> Path:
-    path = tmp_path / "o2o.toml"
-    path.write_text(f"""
-[store]
-id = "proc-store"
-gateway = "gw-1"
-[storage]
-path = "{tmp_path / 'o2o.db'}"
-synchronous = "normal"
-[http]
-listen = "127.0.0.1:{http_port}"
-api_token = "t0ken"
-[rfid]
-gone_after_s = 0.5
-keep_raw_reads = {'true' if raw_reads else 'false'}
-[[rfid.readers]]
-id = "floor"
-port = "/dev/null"
-protocol = "mercury"
-baudrate = 115200
-zones = {{ 1 = "a", 2 = "b" }}
-simulator = {{ scenario = "shopfloor", tags = 40, period_s = 0.02 }}
-""")
-    return path
+    return conftest.write_config(
+        tmp_path, store={"id": "proc-store", "gateway": "gw-1"},
+        http={"listen": f"127.0.0.1:{http_port}", "api_token": "t0ken"},
+        rfid={"gone_after_s": 0.5, "keep_raw_reads": raw_reads, "readers": [
+            {"id": "floor", "port": "/dev/null", "protocol": "mercury", "baudrate": 115200, "zones": {1: "a", 2: "b"},
+             "simulator": {"scenario": "shopfloor", "tags": 40, "period_s": 0.02}}]})
 
 
 def get_json(url: str, token: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -41,7 +41,7 @@ async def test_tags_on_a_pty_become_durable_events(protocol: str, mode: str, tmp
              "poll_interval_s": 0.05, "zones": {1: "checkout-1", 2: "exit"}},
         ]})
         ra = await start_agent(config)
-        runner = ra.agent.readers["r1"]
+        runner = ra.agent["readers"].runners["r1"]
         await wait_for(lambda: runner.state == "online", 10)
         item = demo_epc(0, 42)
         scenario.put(item, antenna=1, rssi=-50)
@@ -79,7 +79,7 @@ async def test_em4100_card_on_a_pty(tmp_path: Path, config_factory, start_agent)
         config = config_factory(rfid={"gone_after_s": 0.3, "readers": [
             {"id": "badges", "port": port, "protocol": "em4100", "baudrate": 9600}]})
         ra = await start_agent(config)
-        runner = ra.agent.readers["badges"]
+        runner = ra.agent["readers"].runners["badges"]
         await wait_for(lambda: runner.state == "online", 5)  # no handshake: online once the port is open
         scenario.put(bytes.fromhex("01000734E0"))
         await wait_for(lambda: len(runner.presence) == 1, 5)
@@ -97,7 +97,7 @@ async def test_missing_port_is_offline_then_online_when_plugged(tmp_path: Path, 
     config = config_factory(rfid={"readers": [
         {"id": "r1", "port": str(link), "protocol": "mercury", "baudrate": 115200}]})
     ra = await start_agent(config)
-    runner = ra.agent.readers["r1"]
+    runner = ra.agent["readers"].runners["r1"]
     await wait_for(lambda: runner.state == "offline", 5)
     assert "No such file or directory" in (runner.error or "")
     scenario = ManualScenario()
@@ -135,7 +135,7 @@ async def mercury_on_pty(tmp_path: Path, config_factory, start_agent):  # type: 
         config = config_factory(rfid={**rfid, "readers": [
             {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
         ra = await start_agent(config)
-        return OnPty(sim, scenario, ra, ra.agent.readers["r1"], config)
+        return OnPty(sim, scenario, ra, ra.agent["readers"].runners["r1"], config)
 
     yield make
     for sim in sims:

@@ -53,7 +53,7 @@ async def test_replay_end_to_end_no_raw_mac_in_the_database(tmp_path: Path, conf
     ra = await start_agent(config_factory(wifi={"presence": {"source": f"replay:{pcap}?fast", "zones": ZONES,
                                                              "window_s": 60}}, mqtt={"enabled": False}))
     await wait_for(lambda: ra.agent.hub.published_by_kind.get("wifi.presence"), 5)
-    assert (await ra.agent.status())["wifi"]["presence"]["probes"] == 41
+    assert (await ra.agent.status())["wifi_presence"]["probes"] == 41
     await ra.stop()
     conn = sqlite3.connect(ra.agent.config.storage.path)
     bodies = "\n".join(b.decode() for (b,) in conn.execute("SELECT body FROM outbox"))

@@ -1,9 +1,10 @@
 "use strict";
 // The staff page: polls /api/status, follows /api/events (server-sent events), draws the last hour.
+// Each feature's card lives in /static/cards/{key}.js and registers itself with O2O.card(); the page
+// loads the cards this gateway runs (/api/cards) and renders each from the status document.
 const $ = (id) => document.getElementById(id);
 const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; };
 let csrf = null;
-let lastAcked = null;
 
 async function api(path, opts = {}) {
   const headers = Object.assign({}, opts.headers || {});
@@ -16,65 +17,46 @@ async function api(path, opts = {}) {
 const fmtTime = (ts) => ts ? new Date(ts * 1000).toLocaleTimeString() : "never";
 const fmtAge = (s) => s === null || s === undefined ? "—" : s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 
+// One notice line for what staff did: pending, done, or failed with the reason.
+function notice(text, kind) { const n = $("notice"); n.hidden = false; n.textContent = text; n.className = `notice ${kind || ""}`; }
+
+// An action button's request, with visible feedback; `tag` is what the page records for tests and screen readers.
+async function act(path, { label, tag } = {}) {
+  notice(`${label || "Working"}…`, "pending");
+  let r;
+  try { r = await api(path, { method: "POST" }); } catch (e) { notice(`${label || "Action"} failed: ${e.message}`, "failed"); return null; }
+  document.body.dataset.lastAction = `${tag || path}:${r.status}`;
+  let body = {}; try { body = await r.json(); } catch (e) { /* no body */ }
+  if (r.ok) notice(`${label || "Action"}: done.`, "done"); else notice(`${label || "Action"} failed: ${body.error || r.status}`, "failed");
+  refresh();
+  return r.ok ? body : null;
+}
+
+const CARDS = new Map();  // key -> {title, render(body, status), refresh?(body), onEvent?(event, body), wide?}
+window.O2O = { card: (key, def) => { CARDS.set(key, def); }, $, el, api, act, fmtTime, fmtAge, notice };
+
+let lastStatus = null;
 function renderStatus(s) {
+  lastStatus = s;
   $("store").textContent = s.store; $("gateway").textContent = s.gateway;
   const h = $("health"); h.className = "health " + s.health.level;
   $("health-summary").textContent = s.health.summary;
-  const reasons = $("health-reasons"); reasons.replaceChildren(...s.health.reasons.slice(1).map((r) => el("li", r)));
-  const rows = s.readers.map((r) => {
-    const tr = el("tr"); tr.dataset.reader = r.id; tr.dataset.state = r.state;
-    tr.append(el("td", `${r.id} (${r.protocol})`));
-    const st = el("td", undefined); st.append(el("span", r.state, "state " + r.state));
-    if (r.error) st.append(el("div", r.error, "muted"));
-    tr.append(st, el("td", String(r.reads_per_s), "num"), el("td", String(r.tags_in_view), "num hide-narrow"));
-    const actions = el("td", undefined, "admin");
-    for (const a of ["restart", r.state === "paused" ? "resume" : "pause"]) {
-      const b = el("button", a); b.dataset.action = a; b.dataset.reader = r.id;
-      b.onclick = () => readerAction(r.id, a); actions.append(b, document.createTextNode(" "));
-    }
-    tr.append(actions); return tr;
-  });
-  $("readers").replaceChildren(...rows);
-  $("cloud-state").textContent = s.mqtt.connected ? "connected" : `down (${s.mqtt.last_error || "?"})`;
-  $("cloud-backlog").textContent = `${s.outbox.depth.toLocaleString()} events`;
-  $("cloud-age").textContent = fmtAge(s.outbox.oldest_age_s);
-  $("cloud-ack").textContent = fmtTime(s.mqtt.last_ack);
-  $("cloud-dropped").textContent = s.outbox.dropped.toLocaleString();
-  const acked = s.mqtt.events_acked;
-  if (acked !== undefined) {
-    const now = Date.now();
-    if (lastAcked) $("cloud-rate").textContent = `${Math.max(0, Math.round((acked - lastAcked.n) / ((now - lastAcked.t) / 1000)))} events/s`;
-    lastAcked = { n: acked, t: now };
+  $("health-reasons").replaceChildren(...s.health.reasons.slice(1).map((r) => el("li", r)));
+  document.body.dataset.backlog = s.outbox ? s.outbox.depth : 0;
+  for (const [key, def] of CARDS) {
+    const body = document.querySelector(`#card-${key} .body`);
+    if (body) { try { def.render(body, s); } catch (e) { body.replaceChildren(el("p", `Cannot show this card: ${e.message}`, "muted")); } }
   }
-  $("config-version").textContent = String(s.config.version);
-  $("config-push").textContent = s.config.last_push ? `version ${s.config.last_push.version} ${s.config.last_push.status} at ${fmtTime(s.config.last_push.at)}` : "none";
-  $("catalog").textContent = s.catalog ? `version ${s.catalog.version}, ${s.catalog.products} products` : "—";
-  $("version").textContent = s.version;
-  if (s.checkout) {
-    $("stations").replaceChildren(...Object.entries(s.checkout.stations).map(([id, st]) => el("li", `${id}: ${st.items} item(s) in the basket`)));
-  }
-  if (s.ble) {
-    $("ble-state").textContent = s.ble.state === "ok" ? `Listening (${s.ble.reports.toLocaleString()} adverts heard)` : `Not listening: ${s.ble.reason || s.ble.state}`;
-    $("beacons").replaceChildren(...s.ble.beacons.map((b) => {
-      const h = b.health ? ` · battery ${b.health.battery_mv ?? "?"} mV, ${b.health.temperature_c ?? "?"} °C` : "";
-      return el("li", `${b.id}: ${b.zone || "out of range"} (${b.rssi ?? "—"} dBm)${h}`);
-    }));
-  }
-  if (s.wifi) {
-    const p = s.wifi.presence;
-    $("wifi").textContent = `${s.wifi.sessions.length} guest session(s)` + (s.wifi.auth_failures ? `, ${s.wifi.auth_failures} failed to connect` : "") +
-      (p ? ` · footfall sensor ${p.state === "ok" ? "listening" : p.reason || p.state} (${p.probes.toLocaleString()} probes)` : "");
-  }
-  document.body.dataset.backlog = s.outbox.depth;
 }
 
-function spark(svg, values) {
-  if (values.length < 2) { svg.replaceChildren(); svg.setAttribute("aria-label", "collecting"); return; }
+function spark(svg, values, label) {
+  if (values.length < 2) { svg.replaceChildren(); svg.setAttribute("aria-label", "collecting"); return 0; }
   const max = Math.max(1, ...values);
   const pts = values.map((v, i) => `${(i / Math.max(1, values.length - 1)) * 360},${60 - (v / max) * 56}`).join(" ");
   const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
   line.setAttribute("points", pts); svg.replaceChildren(line);
-  svg.setAttribute("aria-label", `max ${max}`);
+  svg.setAttribute("aria-label", `${label}: max ${max}`);
+  return max;
 }
 
 async function refresh() {
@@ -82,32 +64,43 @@ async function refresh() {
 }
 async function refreshHistory() {
   const h = await (await api("/api/history")).json();
-  spark($("chart-rate"), h.samples.map((s) => s.events_per_s)); spark($("chart-backlog"), h.samples.map((s) => s.backlog));
+  const rate = spark($("chart-rate"), h.samples.map((s) => s.events_per_s), "events per second");
+  const backlog = spark($("chart-backlog"), h.samples.map((s) => s.backlog), "events waiting");
+  $("rate-max").textContent = `max ${rate.toLocaleString()} events/s`; $("backlog-max").textContent = `max ${backlog.toLocaleString()} events`;
 }
-async function refreshAlarms() {
-  const a = (await (await api("/api/alarms")).json()).alarms;
-  if (!a.length) { $("alarms").replaceChildren(el("li", "None.", "muted")); return; }
-  $("alarms").replaceChildren(...a.slice(0, 20).map((x) => {
-    const li = el("li", `${fmtTime(x.ts)} ${x.gate}: ${x.name} (${x.epc}) `);
-    if (x.acknowledged) li.append(el("span", `checked by ${x.acknowledged.by}`, "muted"));
-    else { const b = el("button", "Checked", "admin"); b.onclick = async () => { await api(`/api/actions/alarms/${encodeURIComponent(x.id)}/ack`, { method: "POST" }); refreshAlarms(); refresh(); }; li.append(b); }
-    return li;
-  }));
-}
-async function readerAction(id, action) {
-  const r = await api(`/api/actions/readers/${encodeURIComponent(id)}/${action}`, { method: "POST" });
-  document.body.dataset.lastAction = `${action}:${r.status}`; refresh();
-}
+function refreshCards() { for (const [key, def] of CARDS) { const b = document.querySelector(`#card-${key} .body`); if (b && def.refresh) def.refresh(b); } }
 
 function follow() {
   const es = new EventSource("/api/events");
   es.onmessage = (m) => {
     const e = JSON.parse(m.data); const feed = $("feed");
-    const d = e.data || {}; const detail = ["beacon", "epc", "zone", "reader", "gate", "total", "devices", "error"].filter((k) => d[k] !== undefined && d[k] !== null).map((k) => `${k}=${d[k]}`).join(" ");
+    const d = e.data || {}; const detail = ["beacon", "member", "epc", "zone", "reader", "gate", "order_id", "campaign", "total", "devices", "error"].filter((k) => d[k] !== undefined && d[k] !== null).map((k) => `${k}=${d[k]}`).join(" ");
     feed.prepend(el("li", `${new Date(e.ts).toLocaleTimeString()} ${e.kind} ${e.source} ${detail}`));
     while (feed.children.length > 100) feed.lastChild.remove();
-    if (e.kind === "gate.alarm") refreshAlarms();
+    for (const [key, def] of CARDS) { const b = document.querySelector(`#card-${key} .body`); if (b && def.onEvent) def.onEvent(e, b); }
   };
+}
+
+function loadScript(src) {
+  return new Promise((resolve) => { const s = document.createElement("script"); s.src = src; s.onload = resolve; s.onerror = resolve; document.head.append(s); });
+}
+
+async function loadCards() {
+  const page = await (await api("/api/cards")).json();
+  $("store").textContent = page.store_name; document.title = `${page.store_name} · o2o-edge`;
+  const anchor = $("card-history");
+  for (const c of page.cards) {
+    const section = el("section", undefined, "card"); section.id = `card-${c.key}`;
+    section.append(el("h2", "…"), el("div", undefined, "body"));
+    anchor.before(section);
+  }
+  await Promise.all(page.cards.map((c) => loadScript(c.script)));
+  for (const c of page.cards) {
+    const def = CARDS.get(c.key); const section = $(`card-${c.key}`);
+    if (!def) { section.remove(); continue; }
+    section.querySelector("h2").textContent = def.title;
+    if (def.wide) section.classList.add("wide");
+  }
 }
 
 async function startPage() {
@@ -115,9 +108,9 @@ async function startPage() {
   csrf = me.csrf; $("user").textContent = `${me.user} (${me.role})`;
   if (me.role === "admin") document.body.classList.add("is-admin");
   $("logout").onclick = async () => { await api("/logout", { method: "POST" }); location.href = "/login"; };
-  $("sync").onclick = async () => { const r = await api("/api/actions/sync", { method: "POST" }); document.body.dataset.lastAction = `sync:${r.status}`; refresh(); };
-  await refresh(); refreshHistory(); refreshAlarms(); follow();
-  setInterval(refresh, 2000); setInterval(refreshHistory, 10000); setInterval(refreshAlarms, 10000);
+  await loadCards();
+  await refresh(); refreshHistory(); refreshCards(); follow();
+  setInterval(refresh, 2000); setInterval(refreshHistory, 10000); setInterval(refreshCards, 10000);
 }
 
 function startLogin() {

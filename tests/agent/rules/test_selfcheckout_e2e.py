@@ -96,7 +96,7 @@ async def test_self_checkout_and_gate(tmp_path: Path, mosquitto: Mosquitto, webh
         agent = ra.agent
         catalog = {"version": 1, "currency": "EUR",
                    "products": [{"gtin": g, "name": f"Item {i}", "price": str(p)} for i, (g, _, p) in enumerate(PRODUCTS)]}
-        report = await agent.catalog_from_cloud(json.dumps(catalog).encode())
+        report = await agent["catalog"].on_catalog(json.dumps(catalog).encode())
         assert report["status"] == "applied"
         base = f"{ra.base_url}/api/checkout/sco-1"
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -110,7 +110,7 @@ async def test_self_checkout_and_gate(tmp_path: Path, mosquitto: Mosquitto, webh
             basket_items = list(PRODUCTS[:30])
             for _, epc, _ in basket_items:
                 scenario.put(epc, antenna=CHECKOUT)
-            await wait_for(lambda: agent.rules.basket("sco-1").settled and len(agent.rules.basket("sco-1").lines) == 30, 10)
+            await wait_for(lambda: agent["checkout"].basket("sco-1").settled and len(agent["checkout"].basket("sco-1").lines) == 30, 10)
             b = await get_basket()
             assert len(b["lines"]) == 30 and b["currency"] == "EUR"
             assert Decimal(b["total"]) == sum(p for _, _, p in basket_items)
@@ -121,7 +121,7 @@ async def test_self_checkout_and_gate(tmp_path: Path, mosquitto: Mosquitto, webh
             taken_back = basket_items[:2]
             for _, epc, _ in taken_back:
                 scenario.remove(epc)
-            await wait_for(lambda: len(agent.rules.basket("sco-1").lines) == 28, 10)
+            await wait_for(lambda: len(agent["checkout"].basket("sco-1").lines) == 28, 10)
             priced = await get_basket()
             assert len(priced["lines"]) == 28 and priced["basket_id"] != b["basket_id"]
             assert Decimal(priced["total"]) == sum(p for _, _, p in basket_items[2:])
@@ -143,7 +143,7 @@ async def test_self_checkout_and_gate(tmp_path: Path, mosquitto: Mosquitto, webh
                 assert r.status == 409 and "differs" in (await r.json())["error"]
             async with http.post(f"{base}/pay", headers=auth, json={"payment_id": "p1", "total": 3}) as r:
                 assert r.status == 400
-            assert agent.local_data.sold_count == 0 and agent.rules.payments == 0
+            assert agent["catalog"].data.sold_count == 0 and agent["checkout"].payments == 0
 
             pay = {"payment_id": "p1", "basket_id": priced["basket_id"], "total": priced["total"]}
             async with http.post(f"{base}/pay", headers=auth, json=pay) as r:
@@ -152,9 +152,9 @@ async def test_self_checkout_and_gate(tmp_path: Path, mosquitto: Mosquitto, webh
             assert receipt["duplicate"] is False and receipt["total"] == priced["total"]
             async with http.post(f"{base}/pay", headers=auth, json=pay) as r:  # the terminal retries
                 assert r.status == 200 and (await r.json())["duplicate"] is True
-            assert agent.rules.payments == 1
+            assert agent["checkout"].payments == 1
             paid = [epc for _, epc, _ in basket_items[2:]]
-            assert all(agent.local_data.is_sold(e.hex().upper()) for e in paid)
+            assert all(agent["catalog"].data.is_sold(e.hex().upper()) for e in paid)
             assert (await get_basket())["lines"] == []
             async with http.post(f"{base}/pay", headers=auth,
                                  json={**pay, "basket_id": (await get_basket())["basket_id"]}) as r:
@@ -163,14 +163,14 @@ async def test_self_checkout_and_gate(tmp_path: Path, mosquitto: Mosquitto, webh
             # walk out with the paid items: no alarm
             for epc in paid:
                 scenario.put(epc, antenna=EXIT)
-            await wait_for(lambda: all(("exit", e.hex().upper()) in agent.readers["r1"].presence for e in paid), 10)
+            await wait_for(lambda: all(("exit", e.hex().upper()) in agent["readers"].runners["r1"].presence for e in paid), 10)
             await asyncio.sleep(0.3)
-            assert agent.rules.alarms == 0
+            assert agent["gates"].alarms == 0
 
             # an unpaid item: exactly one alarm, outputs fire
             thief = taken_back[0][1]
             scenario.put(thief, antenna=EXIT)
-            await wait_for(lambda: agent.rules.alarms == 1, 10)
+            await wait_for(lambda: agent["gates"].alarms == 1, 10)
             await wait_for(lambda: len(hook_calls) == 1, 10)
             assert hook_calls[0]["epc"] == thief.hex().upper() and hook_calls[0]["name"] == "Item 0"
             relay = b""
@@ -181,19 +181,19 @@ async def test_self_checkout_and_gate(tmp_path: Path, mosquitto: Mosquitto, webh
                 await asyncio.sleep(0.05)
             assert relay == bytes.fromhex("A00101A2")
             await asyncio.sleep(1.0)  # the tag sits in the gate, read many times: still one alarm
-            assert agent.rules.alarms == 1 and len(hook_calls) == 1
+            assert agent["gates"].alarms == 1 and len(hook_calls) == 1
 
             # sold online, collected in store: no alarm
             online = taken_back[1][1]
-            await agent.sold_from_cloud(json.dumps({"epcs": [online.hex()], "reason": "click-and-collect"}).encode())
+            await agent["catalog"].on_sold(json.dumps({"epcs": [online.hex()], "reason": "click-and-collect"}).encode())
             scenario.put(online, antenna=EXIT)
-            await wait_for(lambda: ("exit", online.hex().upper()) in agent.readers["r1"].presence, 10)
+            await wait_for(lambda: ("exit", online.hex().upper()) in agent["readers"].runners["r1"].presence, 10)
             await asyncio.sleep(0.3)
-            assert agent.rules.alarms == 1
+            assert agent["gates"].alarms == 1
 
-            status = (await agent.status())["checkout"]
-            assert status["alarms"] == 1 and status["payments"] == 1
-            assert all(o["fired"] == 1 and o["failed"] == 0 for o in status["outputs"].values())
+            status = await agent.status()
+            assert status["gates"]["alarms"] == 1 and status["checkout"]["payments"] == 1
+            assert all(o["fired"] == 1 and o["failed"] == 0 for o in status["gates"]["outputs"].values())
 
         # the cloud comes back: the payment and the alarm reach it
         mosquitto.start()

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.events import Event
-from tests.conftest import Mosquitto, Subscriber, free_port, wait_for
+from tests.conftest import Mosquitto, Subscriber, free_port, wait_for, write_config
 
 
 def _cert(subject: str, issuer_key: Any, issuer: x509.Name | None, *, ca: bool, san: str | None = None,
@@ -77,7 +77,7 @@ async def test_tls_with_server_verification_and_client_certificate(tmp_path: Pat
                 "tls": {"ca_file": str(pki["ca"]), "cert_file": str(pki["client_crt"]),
                         "key_file": str(pki["client_key"])}}
         ra = await start_agent(config_factory(mqtt=mqtt))
-        await wait_for(lambda: ra.agent.uplink.connected, 10)
+        await wait_for(lambda: ra.agent["mqtt"].uplink.ready, 10)
         ra.agent.hub.publish(Event("gate.alarm", "exit-1", {}))
         await wait_for(lambda: ra.agent.outbox.depth == 0, 10)
     finally:
@@ -95,9 +95,9 @@ async def test_tls_refuses_an_unverified_broker(tmp_path: Path, pki: dict[str, P
         mqtt = {"host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2,
                 "tls": {k: str(pki[v]) for k, v in tls.items()}}
         ra = await start_agent(config_factory(mqtt=mqtt))
-        await wait_for(lambda: ra.agent.uplink.last_error, 10)
-        assert not ra.agent.uplink.connected
-        assert error in ra.agent.uplink.last_error
+        await wait_for(lambda: ra.agent["mqtt"].uplink.last_error, 10)
+        assert not ra.agent["mqtt"].uplink.connected
+        assert error in ra.agent["mqtt"].uplink.last_error
     finally:
         broker.stop()
 
@@ -114,11 +114,11 @@ async def test_username_and_password(tmp_path: Path, config_factory, start_agent
         base = {"host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2,
                 "username": "gw-test"}
         bad = await start_agent(config_factory(mqtt={**base, "password": "wrong"}))
-        await wait_for(lambda: bad.agent.uplink.last_error, 10)
-        assert "refused" in bad.agent.uplink.last_error and "authoriz" in bad.agent.uplink.last_error.lower()
+        await wait_for(lambda: bad.agent["mqtt"].uplink.last_error, 10)
+        assert "refused" in bad.agent["mqtt"].uplink.last_error and "authoriz" in bad.agent["mqtt"].uplink.last_error.lower()
         await bad.stop()
         good = await start_agent(config_factory(mqtt={**base, "password": "s3cret"}))
-        await wait_for(lambda: good.agent.uplink.connected, 10)
+        await wait_for(lambda: good.agent["mqtt"].uplink.ready, 10)
     finally:
         broker.stop()
 
@@ -127,7 +127,7 @@ async def test_mqtt_311(mosquitto: Mosquitto, config_factory, start_agent) -> No
     sub = Subscriber(mosquitto.port, "o2o/v1/test-store/gw-test/events")
     try:
         ra = await start_agent(config_factory(mqtt={"host": "127.0.0.1", "port": mosquitto.port, "protocol": "3.1.1"}))
-        await wait_for(lambda: ra.agent.uplink.connected, 10)
+        await wait_for(lambda: ra.agent["mqtt"].uplink.ready, 10)
         e = Event("tag.seen", "r1", {"epc": "30"})
         ra.agent.hub.publish(e)
         await wait_for(lambda: any(x["id"] == e.id for p in sub.payloads() for x in json.loads(p)["events"]), 10)
@@ -136,19 +136,8 @@ async def test_mqtt_311(mosquitto: Mosquitto, config_factory, start_agent) -> No
 
 
 def test_will_says_offline_when_the_gateway_vanishes(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    config = tmp_path / "o2o.toml"
-    config.write_text(f"""
-[store]
-id = "test-store"
-gateway = "gw-test"
-[storage]
-path = "{tmp_path / 'o2o.db'}"
-[http]
-listen = "127.0.0.1:{free_port()}"
-[mqtt]
-host = "127.0.0.1"
-port = {mosquitto.port}
-""")
+    config = write_config(tmp_path, http={"listen": f"127.0.0.1:{free_port()}"},
+                          mqtt={"host": "127.0.0.1", "port": mosquitto.port})
     sub = Subscriber(mosquitto.port, "o2o/v1/test-store/gw-test/state")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("o2o-edge")), "run", "--config", str(config)],
                             stderr=subprocess.DEVNULL)

@@ -44,7 +44,7 @@ async def ops(mosquitto: Mosquitto, tmp_path: Path, start_agent):  # type: ignor
     config = make_config(tmp_path, mqtt=mqtt_section(mosquitto), rfid={"readers": [
         {"id": "r1", "port": port, "protocol": "mercury", "baudrate": 115200, "zones": {1: "z1"}}]})
     ra = await start_agent(config)
-    await wait_for(lambda: ra.agent.uplink.connected and ra.agent.readers["r1"].state == "online", 10)
+    await wait_for(lambda: ra.agent["mqtt"].uplink.ready and ra.agent["readers"].runners["r1"].state == "online", 10)
     yield ra, sub, port
     sub.close()
     sim.stop()
@@ -70,14 +70,14 @@ async def test_drain_readers_and_restart(ops, mosquitto: Mosquitto) -> None:  # 
     send(mosquitto, "cmd/drain-readers", {"id": "d1", "args": {"action": "pause"}})
     (r,) = await reply(sub, "cmd/drain-readers/result")
     assert r["ok"] and r["result"]["readers"] == {"r1": "paused"}
-    assert ra.agent.readers["r1"].state == "paused"
+    assert ra.agent["readers"].runners["r1"].state == "paused"
     send(mosquitto, "cmd/drain-readers", {"id": "d2", "args": {"action": "resume", "readers": ["r1"]}})
     await reply(sub, "cmd/drain-readers/result", 2)
-    await wait_for(lambda: ra.agent.readers["r1"].state == "online", 10)
+    await wait_for(lambda: ra.agent["readers"].runners["r1"].state == "online", 10)
     send(mosquitto, "cmd/restart-reader", {"id": "x1", "args": {"reader": "r1"}})
     (r,) = await reply(sub, "cmd/restart-reader/result")
     assert r["ok"]
-    await wait_for(lambda: ra.agent.readers["r1"].state == "online", 10)
+    await wait_for(lambda: ra.agent["readers"].runners["r1"].state == "online", 10)
 
 
 async def test_resync_sends_the_backlog_again(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
@@ -121,11 +121,12 @@ async def test_valid_push_is_applied_reported_and_survives_restart(ops, mosquitt
     ra, sub, port = ops
     send(mosquitto, "config/set", push_doc(3, port))
     (r,) = await reply(sub, "config/reported")
-    assert r == {"version": 3, "status": "applied", "errors": []}
+    assert {k: r[k] for k in ("version", "status", "errors")} == {"version": 3, "status": "applied", "errors": []}
+    assert r["running_version"] == 3 and r["rolled_back"] is False and r["config"]["rfid"]["gone_after_s"] == 2.0
     status = await ra.agent.status()
     assert status["config"]["version"] == 3 and status["config"]["last_push"]["status"] == "applied"
     assert ra.agent.config.rfid.gone_after_s == 2.0
-    local = ra.agent.local_config
+    local = ra.agent.ctx.local_config
     await ra.stop()
     ra2 = await start_agent(local)
     assert ra2.agent.config.version == 3 and ra2.agent.config.rfid.gone_after_s == 2.0
@@ -133,13 +134,13 @@ async def test_valid_push_is_applied_reported_and_survives_restart(ops, mosquitt
 
 async def test_unchanged_reader_keeps_running_across_a_push(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
     ra, sub, port = ops
-    runner = ra.agent.readers["r1"]
+    runner = ra.agent["readers"].runners["r1"]
     doc = push_doc(2, port)
     doc["rfid"]["gone_after_s"] = 3.0  # same as before: nothing for the reader to restart for
     send(mosquitto, "config/set", doc)
     (r,) = await reply(sub, "config/reported")
     assert r["status"] == "applied"
-    assert ra.agent.readers["r1"] is runner
+    assert ra.agent["readers"].runners["r1"] is runner
 
 
 @pytest.mark.parametrize(("payload", "path", "message"), [
@@ -159,12 +160,12 @@ async def test_bad_pushes_are_rejected_and_change_nothing(ops, mosquitto: Mosqui
                                                           message: str) -> None:  # type: ignore[no-untyped-def]
     ra, sub, _ = ops
     before = ra.agent.config
-    runner = ra.agent.readers["r1"]
+    runner = ra.agent["readers"].runners["r1"]
     send(mosquitto, "config/set", payload)
     (r,) = await reply(sub, "config/reported")
     assert r["status"] == "rejected"
     assert any(e["path"] == path and message in e["message"] for e in r["errors"]), r["errors"]
-    assert ra.agent.config is before and ra.agent.readers["r1"] is runner
+    assert ra.agent.config is before and ra.agent["readers"].runners["r1"] is runner
 
 
 async def test_ten_megabyte_push_is_rejected(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
@@ -184,7 +185,7 @@ async def test_push_with_a_missing_reader_port_is_rolled_back(ops, mosquitto: Mo
     assert r["status"] == "rejected" and r["rolled_back"] is True
     assert r["errors"][0]["path"] == "rfid.readers[1].port"
     assert "No such file or directory" in r["errors"][0]["message"]
-    assert ra.agent.config.version == 0 and set(ra.agent.readers) == {"r1"}
+    assert ra.agent.config.version == 0 and set(ra.agent["readers"].runners) == {"r1"}
 
 
 async def test_signed_pushes(mosquitto: Mosquitto, tmp_path: Path, start_agent) -> None:  # type: ignore[no-untyped-def]
@@ -193,7 +194,7 @@ async def test_signed_pushes(mosquitto: Mosquitto, tmp_path: Path, start_agent) 
     sub = Subscriber(mosquitto.port, f"{BASE}/config/reported")
     try:
         ra = await start_agent(make_config(tmp_path, mqtt=mqtt_section(mosquitto, config_public_key=public)))
-        await wait_for(lambda: ra.agent.uplink.connected, 10)
+        await wait_for(lambda: ra.agent["mqtt"].uplink.ready, 10)
         doc: dict[str, Any] = {"version": 1, "rfid": {"gone_after_s": 5.0}}
         send(mosquitto, "config/set", doc)  # unsigned
         other = Ed25519PrivateKey.generate()
@@ -208,7 +209,8 @@ async def test_signed_pushes(mosquitto: Mosquitto, tmp_path: Path, start_agent) 
         good = {**doc, "signature": base64.b64encode(key.sign(canonical(doc))).decode()}
         send(mosquitto, "config/set", good)
         reports = await reply(sub, "config/reported", 5)
-        assert reports[-1] == {"version": 1, "status": "applied", "errors": []}
+        assert {k: reports[-1][k] for k in ("version", "status", "errors")} == {
+            "version": 1, "status": "applied", "errors": []}
         assert ra.agent.config.rfid.gone_after_s == 5.0
     finally:
         sub.close()
@@ -224,7 +226,7 @@ CATALOG = {"version": 1, "currency": "EUR", "products": [
 
 async def test_catalog_set_and_sold_add(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
     ra, sub, _ = ops
-    data = ra.agent.local_data
+    data = ra.agent["catalog"].data
     send(mosquitto, "catalog/set", CATALOG)
     (r,) = await reply(sub, "catalog/reported")
     assert r["status"] == "applied" and r["products"] == 2

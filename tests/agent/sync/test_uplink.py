@@ -12,7 +12,7 @@ import pytest
 import zstandard
 
 from agent.events import Event
-from tests.conftest import Mosquitto, Subscriber, wait_for
+from tests.conftest import Mosquitto, Subscriber, free_port, wait_for, write_config
 
 
 def mqtt_section(broker: Mosquitto, **extra: Any) -> dict[str, Any]:
@@ -32,8 +32,8 @@ async def test_events_reach_the_cloud_and_leave_the_outbox(mosquitto: Mosquitto,
     try:
         ra = await start_agent(config_factory(mqtt=mqtt_section(mosquitto, batch_max_events=50)))
         agent = ra.agent
-        assert agent.uplink is not None
-        await wait_for(lambda: agent.uplink.connected, 10)
+        assert agent["mqtt"].uplink is not None
+        await wait_for(lambda: agent["mqtt"].uplink.ready, 10)
         sent = [Event("tag.seen", "r1", {"epc": f"{i:024X}"}) for i in range(500)]
         agent.hub.publish_many(sent)
         events_topic = "o2o/v1/test-store/gw-test/events"
@@ -64,7 +64,7 @@ async def test_broker_outages_lose_nothing(mosquitto: Mosquitto, config_factory,
     try:
         ra = await start_agent(config_factory(mqtt=mqtt_section(mosquitto, batch_max_events=20, inflight=4)))
         agent = ra.agent
-        await wait_for(lambda: agent.uplink.connected, 10)
+        await wait_for(lambda: agent["mqtt"].uplink.ready, 10)
         sent: list[str] = []
         stop = asyncio.Event()
 
@@ -80,19 +80,19 @@ async def test_broker_outages_lose_nothing(mosquitto: Mosquitto, config_factory,
         feeder = asyncio.create_task(feed())
         await asyncio.sleep(0.5)
         mosquitto.stop()
-        await wait_for(lambda: not agent.uplink.connected, 10)
+        await wait_for(lambda: not agent["mqtt"].uplink.connected, 10)
         await asyncio.sleep(0.5)
         depth_while_down = agent.outbox.depth
         assert depth_while_down > 0, "events accumulate in the outbox while the broker is down"
         status = await agent.status()
         assert status["mqtt"]["connected"] is False and status["mqtt"]["last_error"]
         mosquitto.start()
-        await wait_for(lambda: agent.uplink.connected, 15)
+        await wait_for(lambda: agent["mqtt"].uplink.ready, 15)
         await asyncio.sleep(0.3)
         mosquitto.stop()
         await asyncio.sleep(0.3)
         mosquitto.start()
-        await wait_for(lambda: agent.uplink.connected, 15)
+        await wait_for(lambda: agent["mqtt"].uplink.ready, 15)
         stop.set()
         await feeder
         await wait_for(lambda: agent.outbox.depth == 0 and agent.outbox.last_seq == agent.outbox.committed
@@ -102,8 +102,8 @@ async def test_broker_outages_lose_nothing(mosquitto: Mosquitto, config_factory,
         except AssertionError as exc:
             got = set(received_ids(sub, "o2o/v1/test-store/gw-test/events"))
             missing = [i for i, x in enumerate(sent) if x not in got]
-            raise AssertionError(f"missing {len(missing)} of {len(sent)}: {missing[:5]}..{missing[-5:]}; uplink {agent.uplink.stats()}") from exc
-        assert agent.uplink.reconnects >= 2
+            raise AssertionError(f"missing {len(missing)} of {len(sent)}: {missing[:5]}..{missing[-5:]}; uplink {agent['mqtt'].uplink.stats()}") from exc
+        assert agent["mqtt"].uplink.reconnects >= 2
     finally:
         sub.close()
 
@@ -114,7 +114,7 @@ async def test_compressed_batches_are_recognisable(compression: str, magic: byte
     sub = Subscriber(mosquitto.port, "o2o/v1/test-store/gw-test/events")
     try:
         ra = await start_agent(config_factory(mqtt=mqtt_section(mosquitto, compression=compression)))
-        await wait_for(lambda: ra.agent.uplink.connected, 10)
+        await wait_for(lambda: ra.agent["mqtt"].uplink.ready, 10)
         e = Event("gate.alarm", "exit-1", {"epc": "30"})
         ra.agent.hub.publish(e)
 
@@ -135,17 +135,16 @@ async def test_compressed_batches_are_recognisable(compression: str, magic: byte
 
 
 async def test_unreachable_broker_is_reported_and_the_backlog_grows(tmp_path: Path, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import free_port
 
     ra = await start_agent(config_factory(mqtt={"host": "127.0.0.1", "port": free_port(), "reconnect_min_s": 0.05,
                                                 "reconnect_max_s": 0.2}))
-    await wait_for(lambda: ra.agent.uplink.last_error, 10)
+    await wait_for(lambda: ra.agent["mqtt"].uplink.last_error, 10)
     ra.agent.hub.publish(Event("tag.seen", "r1", {}))
     await wait_for(lambda: ra.agent.outbox.depth >= 1, 5)
     status = await ra.agent.status()
     assert status["mqtt"]["connected"] is False
     assert "Connection refused" in status["mqtt"]["last_error"]
-    await wait_for(lambda: ra.agent.uplink.reconnects >= 2, 10)
+    await wait_for(lambda: ra.agent["mqtt"].uplink.reconnects >= 2, 10)
 
 
 async def test_kill_9_in_the_middle_of_a_drain_loses_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
@@ -155,7 +154,6 @@ async def test_kill_9_in_the_middle_of_a_drain_loses_nothing(mosquitto: Mosquitt
     import sys
 
     from agent.outbox import Outbox
-    from tests.conftest import free_port
 
     n = 60_000
     db = tmp_path / "o2o.db"
@@ -165,22 +163,9 @@ async def test_kill_9_in_the_middle_of_a_drain_loses_nothing(mosquitto: Mosquitt
             batch = [Event("tag.seen", "r1", {"n": start + i}) for i in range(10_000)]
             sent += [e.id for e in batch]
             await ob.write(batch)
-    config = tmp_path / "o2o.toml"
-    config.write_text(f"""
-[store]
-id = "test-store"
-gateway = "gw-test"
-[storage]
-path = "{db}"
-[http]
-listen = "127.0.0.1:{free_port()}"
-[mqtt]
-host = "127.0.0.1"
-port = {mosquitto.port}
-batch_max_events = 50
-inflight = 1
-reconnect_min_s = 0.05
-""")
+    config = write_config(tmp_path, storage={"path": str(db)}, http={"listen": f"127.0.0.1:{free_port()}"},
+                          mqtt={"host": "127.0.0.1", "port": mosquitto.port, "batch_max_events": 50, "inflight": 1,
+                                "reconnect_min_s": 0.05})
     sub = Subscriber(mosquitto.port, "o2o/v1/test-store/gw-test/events")
     exe = str(Path(sys.executable).with_name("o2o-edge"))
     try:

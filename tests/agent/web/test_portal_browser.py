@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.agent.web.test_staff_page_browser import ARTIFACTS, browser, until  # noqa: F401  (fixture)
-from tests.conftest import free_port
+from tests.conftest import free_port, write_config
 
 VECTORS = json.loads((Path(__file__).parents[2] / "drivers" / "wifi" / "opennds_vectors.json").read_text())
 
@@ -27,23 +27,9 @@ def test_portal_on_a_phone(tmp_path: Path, browser: WebDriver, lang: str, welcom
     ndsctl.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     ndsctl.chmod(0o755)
     port = free_port()
-    config = tmp_path / "o2o.toml"
-    config.write_text(f"""
-[store]
-id = "s"
-gateway = "g"
-name = "Boutique Odéon"
-[storage]
-path = "{tmp_path / 'o2o.db'}"
-[http]
-listen = "127.0.0.1:{port}"
-[mqtt]
-enabled = false
-[wifi.portal]
-fas_secure_level = 1
-ndsctl = "{ndsctl}"
-session_minutes = 90
-""")
+    config = write_config(tmp_path, store={"id": "s", "gateway": "g", "name": "Boutique Odéon"},
+                          http={"listen": f"127.0.0.1:{port}"}, mqtt={"enabled": False},
+                          wifi={"portal": {"fas_secure_level": 1, "ndsctl": str(ndsctl), "session_minutes": 90}})
     proc = subprocess.Popen([str(Path(sys.executable).with_name("o2o-edge")), "run", "--config", str(config)],
                             stderr=subprocess.DEVNULL)
     try:

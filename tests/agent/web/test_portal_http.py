@@ -72,7 +72,7 @@ async def test_consent_flow_in_french_and_english(ndsctl, config_factory, start_
         page_en, _ = await open_portal(http, base, query, "en-GB,en;q=0.9")
         assert "Welcome to Boutique Odéon" in page_en
     await wait_for(lambda: ra.agent.hub.published_by_kind.get("wifi.session.start"), 5)
-    given = next(e for e in ra.agent.activity.recent if e["kind"] == "consent.given")
+    given = next(e for e in ra.agent["alarms"].activity.recent if e["kind"] == "consent.given")
     assert given["data"]["choices"] == {"wifi": True, "marketing": False, "personalisation": True}
     assert given["data"]["text_version"] and given["data"]["lang"] == "fr"
     assert given["data"]["loyalty"] == "12345678" and given["data"]["loyalty_verified"] is False
@@ -94,7 +94,7 @@ async def test_without_personalisation_no_raw_mac_anywhere(ndsctl, config_factor
 
 
 async def _consents(agent: Any) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(agent.consents.path)
+    conn = sqlite3.connect(agent["wifi"].consents.path)
     try:
         cur = conn.execute("SELECT * FROM consents")
         names = [d[0] for d in cur.description]
@@ -180,7 +180,7 @@ async def test_hostile_input(ndsctl, config_factory, start_agent, caplog: pytest
         async with http.get(f"{base}/healthz") as r:
             assert r.status == 200
     assert len(log.read_text().splitlines()) == 1  # only the one good form authenticated a client
-    assert "rate limit" in caplog.text or ra.agent.guest_wifi is not None
+    assert "rate limit" in caplog.text or ra.agent["wifi"].wifi is not None
 
 
 async def test_open_redirect_only_to_allowed_hosts(ndsctl, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
@@ -209,7 +209,7 @@ async def test_level3_and_a_failing_ndsctl(tmp_path: Path, config_factory, start
         _, fields = await open_portal(http, ra.base_url, urlsplit(VECTORS["level3"]["url"]).query, "en")
         async with http.post(f"{ra.base_url}/portal/", data={**fields, "wifi": "1"}) as r:
             assert r.status == 503
-    assert ra.agent.guest_wifi.auth_failures == 1
+    assert ra.agent["wifi"].wifi.auth_failures == 1
 
 
 async def test_store_logo(ndsctl, config_factory, start_agent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -234,7 +234,7 @@ async def test_renewal_and_logout(ndsctl, config_factory, start_agent) -> None: 
             _, fields = await open_portal(http, base, query, "en")
             async with http.post(f"{base}/portal/", data={**fields, "wifi": "1"}) as r:
                 page = await r.text()
-        assert len(ra.agent.guest_wifi.sessions) == 1
+        assert len(ra.agent["wifi"].wifi.sessions) == 1
         await wait_for(lambda: ra.agent.hub.published_by_kind.get("wifi.session.renew"), 5)
         token = re.search(r'action="/portal/logout[^"]*"><input type="hidden" name="csrf" value="([^"]+)"', page)
         assert token is not None

@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from agent.web.auth import hash_password
 from drivers.rfid.simulator import ManualScenario, PtySimulator, demo_epc
-from tests.conftest import Mosquitto, free_port
+from tests.conftest import Mosquitto, free_port, write_config
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -65,31 +65,13 @@ def test_staff_page_live(tmp_path: Path, mosquitto: Mosquitto, browser: WebDrive
     sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "reader", period_s=0.05)
     port = sim.start()
     http_port = free_port()
-    config = tmp_path / "o2o.toml"
-    config.write_text(f"""
-[store]
-id = "browser-store"
-gateway = "gw-1"
-[storage]
-path = "{tmp_path / 'o2o.db'}"
-[http]
-listen = "127.0.0.1:{http_port}"
-api_token = "t"
-users = [{{ name = "boss", role = "admin", password_hash = "{hash_password('boss-pass')}" }}]
-[mqtt]
-host = "127.0.0.1"
-port = {mosquitto.port}
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
-[rfid]
-gone_after_s = 1.0
-keep_raw_reads = true
-[[rfid.readers]]
-id = "checkout-1"
-port = "{port}"
-protocol = "mercury"
-baudrate = 115200
-""")
+    config = write_config(
+        tmp_path, store={"id": "browser-store", "gateway": "gw-1"},
+        http={"listen": f"127.0.0.1:{http_port}", "api_token": "t",
+              "users": [{"name": "boss", "role": "admin", "password_hash": hash_password("boss-pass")}]},
+        mqtt={"host": "127.0.0.1", "port": mosquitto.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+        rfid={"gone_after_s": 1.0, "keep_raw_reads": True,
+              "readers": [{"id": "checkout-1", "port": port, "protocol": "mercury", "baudrate": 115200}]})
     proc = subprocess.Popen([str(Path(sys.executable).with_name("o2o-edge")), "run", "--config", str(config)],
                             stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{http_port}"

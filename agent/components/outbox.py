@@ -1,0 +1,135 @@
+"""The outbox as a component: its writer task, its section of the status, its health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from pydantic import BaseModel
+
+from agent.component import Command, Component, Context, NoArgs, Reason
+from agent.errors import StorageError
+from agent.hub import Subscription
+from agent.outbox import OutboxStats
+
+__all__ = ["OutboxComponent", "OutboxStatus"]
+
+# The status page polls every few seconds: probe the disk at most this often.
+HEALTH_PROBE_EVERY_S = 5.0
+# A write probe slower than this means the storage is failing (an SD card at its end).
+HEALTH_PROBE_TIMEOUT_S = 2.0
+
+
+class OutboxStatus(BaseModel):
+    depth: int
+    bytes: int
+    oldest_age_s: float | None
+    dropped: int
+    dropped_by_priority: dict[str, int]
+    committed: int
+    write_errors: int
+    disk_bytes: int
+    max_bytes: int
+    ok: bool
+    error: str | None
+
+
+class OutboxComponent(Component):
+    key = "outbox"
+    status_model = OutboxStatus
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.outbox = ctx.outbox
+        self._sub: Subscription | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._stats: OutboxStats | None = None
+        self._health: tuple[float, bool, str] = (-HEALTH_PROBE_EVERY_S, True, "ok")
+
+    async def start(self) -> None:
+        cfg = self.ctx.config.outbox
+        await self.outbox.open()
+        # Subscribed before any other component starts: nothing published is missed.
+        self._sub = self.ctx.hub.subscribe("outbox", maxsize=cfg.queue_size)
+        # Not under the supervisor: a writer that stops is a red health line, and the stop drains it.
+        self._writer = asyncio.create_task(self.outbox.run_writer(self._sub), name="outbox-writer")
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            self._sub.close()  # the writer drains what is queued, then returns
+        if self._writer is not None:
+            await self._writer
+        await self.outbox.close()
+
+    def tasks(self) -> Iterable[tuple[str, Callable[[], Awaitable[None]]]]:
+        return [("outbox stats", self._refresh)]
+
+    async def _refresh(self) -> None:
+        """Keeps a snapshot for the status (oldest age needs a read) and probes writability."""
+        while True:
+            self._stats = await self.outbox.stats()
+            await self.probe()
+            await asyncio.sleep(1.0)
+
+    async def probe(self, *, max_age_s: float = HEALTH_PROBE_EVERY_S) -> tuple[bool, str]:
+        """Can the outbox take a write now? Cached for `max_age_s`."""
+        at, ok, reason = self._health
+        if time.monotonic() - at < max_age_s:
+            return ok, reason
+        try:
+            async with asyncio.timeout(HEALTH_PROBE_TIMEOUT_S):
+                await self.outbox.check_writable()
+            ok, reason = True, "ok"
+        except TimeoutError:
+            ok, reason = False, "outbox: write check timed out (disk too slow?)"
+        except StorageError as exc:
+            ok, reason = False, str(exc)
+        if self._writer is not None and self._writer.done():
+            ok, reason = False, "outbox writer stopped"
+        self._health = (time.monotonic(), ok, reason)
+        return ok, reason
+
+    def status(self) -> OutboxStatus:
+        ob = self.outbox
+        st = self._stats
+        _, ok, reason = self._health
+        age = st.oldest_age_s if st is not None and ob.depth else None
+        return OutboxStatus(
+            depth=ob.depth, bytes=ob.bytes, oldest_age_s=None if age is None else round(age, 1),
+            dropped=ob.dropped, dropped_by_priority=dict(ob.dropped_by_priority), committed=ob.committed,
+            write_errors=ob.write_errors, disk_bytes=ob.disk_bytes(), max_bytes=ob.max_bytes,
+            ok=ok, error=None if ok else reason,
+        )
+
+    def health(self) -> Iterable[Reason]:
+        _, ok, reason = self._health
+        if not ok:
+            yield Reason("red", f"Event storage failing: {reason or 'unknown error'}. Call support.")
+        if self.outbox.dropped:
+            yield Reason("amber", f"{self.outbox.dropped:,} old events dropped because local storage was full.")
+
+    def metrics(self) -> Iterable[Metric]:
+        ob = self.outbox
+        st = self._stats
+        yield GaugeMetricFamily("o2o_outbox_depth", "Events waiting in the outbox", value=ob.depth)
+        yield GaugeMetricFamily("o2o_outbox_bytes", "Bytes of event JSON waiting", value=ob.bytes)
+        yield GaugeMetricFamily("o2o_outbox_disk_bytes", "Outbox file size on disk", value=ob.disk_bytes())
+        yield GaugeMetricFamily("o2o_outbox_oldest_age_seconds", "Age of the oldest waiting event",
+                                value=(st.oldest_age_s if st is not None and ob.depth else 0.0) or 0.0)
+        drops = CounterMetricFamily("o2o_dropped", "Events dropped, by reason", labels=["reason"])
+        for prio, n in ob.dropped_by_priority.items():
+            drops.add_metric([f"outbox_cap_{prio}"], n)
+        for sub in self.ctx.hub.stats():
+            drops.add_metric([f"hub_queue_{sub.name}"], sub.dropped)
+        yield drops
+
+    def commands(self) -> Iterable[Command]:
+        yield Command("outbox-stats", NoArgs, self._cmd_stats, "depth, bytes and oldest age of the outbox")
+
+    async def _cmd_stats(self, args: NoArgs) -> dict[str, object]:
+        st = await self.outbox.stats()
+        return {"depth": st.depth, "bytes": st.bytes, "oldest_age_s": st.oldest_age_s}
+

@@ -1,0 +1,48 @@
+"""Every feature of the daemon, one line each, in start order (stopped in reverse).
+
+A new feature is its own files plus one line here: the lifecycle starts it when
+the config wants it, the web app serves its routes, the downlink routes its
+documents and commands, /api/status and /metrics carry its status, the staff
+page draws its card, the rules engine feeds it events if it is a `Rule`.
+"""
+
+from __future__ import annotations
+
+from agent.component import Component
+from agent.components.activity import ActivityComponent
+from agent.components.ble import Ble
+from agent.components.catalog import Catalog
+from agent.components.config import ConfigControl
+from agent.components.housekeeping import Housekeeping
+from agent.components.outbox import OutboxComponent
+from agent.components.readers import Readers
+from agent.components.sync import Sync
+from agent.components.wifi import GuestWifiComponent, PresenceComponent
+from agent.rules.engine import RulesEngine
+from agent.rules.exit_gate import ExitGate
+from agent.rules.selfcheckout import SelfCheckout
+
+__all__ = ["COMPONENTS", "register"]
+
+COMPONENTS: list[type[Component]] = [
+    OutboxComponent,     # first up, last down: every event published by the others is committed
+    Catalog,             # catalog and sold ledger, read by the rules
+    ConfigControl,       # config/set, reload-config
+    ActivityComponent,   # the staff page's feed, gate alarms, the last hour
+    ExitGate,            # rules before their sources, so no tag event is missed
+    SelfCheckout,
+    RulesEngine,
+    Readers,
+    Ble,
+    GuestWifiComponent,
+    PresenceComponent,
+    Housekeeping,
+    Sync,                # last up, first down: says "offline" before the rest stops
+]
+
+
+def register(component: type[Component], *, before: type[Component] | None = None) -> None:
+    """Add a component (a plug-in, a test's toy rule) to the registry, before `before` or at the end."""
+    if component in COMPONENTS:
+        return
+    COMPONENTS.insert(COMPONENTS.index(before) if before is not None else len(COMPONENTS), component)
