@@ -28,6 +28,10 @@ from agent.ops.errors import EXIT_FAILED, OpsError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from agent.ops.broker import BrokerOptions
+    from agent.ops.observer import Observer
+    from agent.ops.record import RolloutRecord
+
 __all__ = ["add_arguments", "run"]
 
 # The kinds of agent/ops/publish.py KINDS, named here so that building the parser imports nothing heavy.
@@ -111,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--json", action="store_true")
 
 
-def _options(args: argparse.Namespace) -> Any:
+def _options(args: argparse.Namespace) -> BrokerOptions:
     from agent.ops.broker import BrokerOptions
 
     tls = bool(args.tls or args.tls_ca or args.cert)
@@ -119,7 +123,7 @@ def _options(args: argparse.Namespace) -> Any:
                          args.username, args.password_file)
 
 
-def _observer(args: argparse.Namespace, *extra: str) -> Any:
+def _observer(args: argparse.Namespace, *extra: str) -> Observer:
     from agent.ops.observer import FLEET_TOPICS, Observer
 
     return Observer(_options(args), (*FLEET_TOPICS, *extra), settle_s=args.settle)
@@ -189,7 +193,7 @@ async def _push(args: argparse.Namespace) -> int:
         return 0 if result.ok else EXIT_FAILED
 
 
-async def _do_rollback(obs: Any, record: Any, key: Any, wait_s: float) -> int:
+async def _do_rollback(obs: Observer, record: RolloutRecord, key: Ed25519PrivateKey, wait_s: float) -> int:
     from agent.ops import push as p
 
     outcomes = await p.rollback(obs, record, key, wait_s)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.ops.broker import BrokerOptions, connect
 from agent.ops.errors import BrokerError
@@ -24,6 +24,8 @@ from agent.sync.client import Message, MqttClient, MqttError
 from agent.sync.topics import PREFIX
 
 __all__ = ["FLEET_TOPICS", "Observer"]
+
+T = TypeVar("T")
 
 FLEET_TOPICS = (f"{PREFIX}/+/+/state", f"{PREFIX}/+/+/+/reported", f"{PREFIX}/+/+/config/set")
 # Retained documents published at once; paho queues the rest (a fleet push is hundreds of them).
@@ -77,7 +79,7 @@ class Observer:
         if self.fleet.apply(msg.topic, msg.payload, live=self._live) is not None:
             self._changed.set()
 
-    async def _guard(self, op: Any, doing: str) -> Any:
+    async def _guard(self, op: Awaitable[T], doing: str) -> T:
         """Run a client call; its MqttError becomes one BrokerError sentence."""
         try:
             return await op

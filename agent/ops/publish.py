@@ -11,7 +11,7 @@ than some installs) leaves a check of the top-level keys only, and says so.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -36,7 +36,7 @@ class Kind:
     models: tuple[str, ...]  # "module:Class" the gateway validates with, first importable wins
     keys: dict[str, type]  # required top-level keys (and their JSON types) for the fallback check
     optional: tuple[str, ...] = ()
-    reported: bool = field(default=True)  # the gateway answers on {name}/reported
+    reported: bool = True  # the gateway answers on {name}/reported
 
     @property
     def versioned(self) -> bool:

@@ -108,13 +108,20 @@ async def soak(obs: Observer, keys: list[GatewayKey], seconds: float) -> dict[Ga
     return {k: reason for k in keys if (reason := unhealthy(fleet.get(k))) is not None}
 
 
-def previous_config(gw: Gateway) -> tuple[dict[str, Any] | None, str]:
-    """The config a rollback would restore, and where it comes from (or why there is none)."""
+def _push_it_runs(gw: Gateway) -> tuple[dict[str, Any] | None, str]:
+    """The retained config/set document if it is the version the gateway runs, and how to name it."""
     running = gw.running_config_version
     desired = gw.desired_config
     if desired is not None and running is not None and desired.get("version") == running:
-        body, _ = strip_local_only(desired)
-        return body, f"config/set version {running}, the push it runs"
+        return desired, f"config/set version {running}, the push it runs"
+    return None, ""
+
+
+def previous_config(gw: Gateway) -> tuple[dict[str, Any] | None, str]:
+    """The config a rollback would restore, and where it comes from (or why there is none)."""
+    pushed, source = _push_it_runs(gw)
+    if pushed is not None:  # first: unlike a reported config, it has the secrets
+        return strip_local_only(pushed)[0], source
     reported = (gw.config_report or {}).get("config")
     if isinstance(reported, dict):
         body, _ = strip_local_only(reported)
@@ -194,10 +201,9 @@ def _running_view(gw: Gateway) -> tuple[dict[str, Any] | None, str]:
     reported = (gw.config_report or {}).get("config")
     if isinstance(reported, dict):
         return config_view(reported), "its reported running config"
-    running = gw.running_config_version
-    desired = gw.desired_config
-    if desired is not None and running is not None and desired.get("version") == running:
-        return config_view(desired), f"config/set version {running}, the push it runs"
+    pushed, source = _push_it_runs(gw)
+    if pushed is not None:
+        return config_view(pushed), source
     return None, ("it does not report its running config, and no push it runs is kept on the broker "
                   "(it runs its local file or a push made elsewhere)")
 
