@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -45,6 +46,7 @@ from agent.config_sections import (
     WifiZoneConfig,
 )
 from agent.errors import ConfigError, ConfigProblem
+from agent.timezones import zone_info
 
 __all__ = [
     "BAUDRATES", "PROTOCOLS", "AlarmAction", "BeaconConfig", "BleConfig", "BleZoneConfig", "CheckoutConfig", "Config",
@@ -58,6 +60,20 @@ class StoreConfig(Section):
     id: Ident
     gateway: Ident
     name: str = ""
+    # IANA time zone ("Europe/Paris"): schedules and daily rollups use it. None: the system's.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone_info(value)
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The store's time zone (the system's when none is configured)."""
+        return zone_info(self.timezone)
 
 
 class StorageConfig(Section):
