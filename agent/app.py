@@ -24,7 +24,7 @@ from aiohttp import web
 from agent import __version__
 from agent.component import Component, Context
 from agent.components.outbox import OutboxComponent
-from agent.config import Config, split_host_port
+from agent.config import Config
 from agent.config_push import effective_config
 from agent.errors import ConfigError
 from agent.hub import Hub
@@ -34,7 +34,7 @@ from agent.registry import COMPONENTS
 from agent.sdnotify import Notifier, watchdog_interval_s
 from agent.status import build_status
 from agent.supervisor import supervise
-from agent.web.app import make_app
+from agent.web.app import make_app, serve
 
 __all__ = ["STOP_BUDGET_S", "Agent"]
 
@@ -60,7 +60,8 @@ class Agent:
         self.http_port: int | None = None
         self._tasks: dict[str, list[asyncio.Task[None]]] = {}
         self._logs = RecentLogs()
-        self._http: web.AppRunner | None = None
+        self._http: list[web.AppRunner] = []
+        self.guest_port: int | None = None
         self._lock = asyncio.Lock()
 
     def __getitem__(self, key: str) -> Any:
@@ -116,9 +117,8 @@ class Agent:
         self.notifier.stopping()
         try:
             async with asyncio.timeout(STOP_BUDGET_S):
-                if self._http is not None:
-                    await self._http.cleanup()
-                    self._http = None
+                while self._http:
+                    await self._http.pop().cleanup()
                 for task in self._tasks.pop("watchdog", []):
                     task.cancel()
                 for cls in reversed(self.registry):
@@ -178,23 +178,20 @@ class Agent:
                     await self._start(cls)
 
     async def _start_http(self) -> None:
-        http = self.config.http
+        """The staff listener ([http] listen) and, when configured, the guest one ([wifi.portal] listen)."""
+        http, portal = self.config.http, self.config.wifi.portal
+        guest = portal is not None and portal.listen is not None
         users = {u.name: (u.password_hash, str(u.role)) for u in http.users}
-        app = make_app(self.ctx, self.registry, users=users, secure_cookies=http.tls_cert is not None,
-                       recent_logs=lambda: list(self._logs.lines))
-        self._http = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False)
-        await self._http.setup()
-        ssl_context = None
-        if http.tls_cert is not None and http.tls_key is not None:
-            import ssl
-
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(str(http.tls_cert), str(http.tls_key))
-        host, port = split_host_port(http.listen)
-        site = web.TCPSite(self._http, host, port, reuse_address=True, ssl_context=ssl_context)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else port
+        logs = lambda: list(self._logs.lines)  # noqa: E731
+        staff = make_app(self.ctx, self.registry, users=users, secure_cookies=http.tls_cert is not None,
+                         recent_logs=logs, without_guest=guest)
+        runner, self.http_port = await serve(staff, http.listen, http.tls_cert, http.tls_key)
+        self._http.append(runner)
+        if guest:
+            assert portal is not None and portal.listen is not None
+            app = make_app(self.ctx, self.registry, users={}, secure_cookies=False, recent_logs=logs, guest_only=True)
+            runner, self.guest_port = await serve(app, portal.listen, portal.tls_cert, portal.tls_key)
+            self._http.append(runner)
 
     async def _watchdog(self, interval: float) -> None:
         while True:

@@ -9,8 +9,6 @@ and `load_config` reports *every* problem with its key path, which is what
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +42,7 @@ from agent.config_sections import (
     WebhookAlarm,
     WifiConfig,
     WifiZoneConfig,
+    split_host_port,
 )
 from agent.errors import ConfigError, ConfigProblem
 from agent.timezones import zone_info
@@ -205,20 +204,6 @@ def cross_check(config: Config) -> list[ConfigProblem]:
     if config.ble is not None:
         problems += _duplicates("ble.beacons", [b.id for b in config.ble.beacons])
     return problems
-
-
-def split_host_port(value: str) -> tuple[str, int]:
-    """'127.0.0.1:8080' or '[::1]:8080' -> (host, port); raises ValueError with a readable message."""
-    m = re.fullmatch(r"\[(?P<v6>[0-9a-fA-F:.]+)\]:(?P<p1>\d+)|(?P<host>[^:\[\]]+):(?P<p2>\d+)", value)
-    if not m:
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    host = m["v6"] or m["host"]
-    port = int(m["p1"] or m["p2"])
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range 0-65535")
-    if m["v6"]:
-        ipaddress.IPv6Address(host)
-    return host, port
 
 
 def format_loc(loc: tuple[int | str, ...]) -> str:

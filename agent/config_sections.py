@@ -6,6 +6,8 @@ unknown keys are errors in every section.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,7 +25,7 @@ __all__ = [
     "BAUDRATES", "ID_PATTERN", "PROTOCOLS", "AlarmAction", "BeaconConfig", "BleConfig", "BleZoneConfig",
     "CheckoutConfig", "EddystoneUid", "GateConfig", "IBeaconId", "Ident", "PortalConfig", "PresenceConfig",
     "ReaderConfig", "RfidConfig", "Section", "SerialAlarm", "SimulatorConfig", "StationConfig", "WebhookAlarm",
-    "WifiConfig", "WifiZoneConfig",
+    "WifiConfig", "WifiZoneConfig", "split_host_port",
 ]
 
 # The reader families we support; a new family is a new id and a new codec module.
@@ -33,6 +35,20 @@ BAUDRATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 # Ids end up in MQTT topics and URLs: keep them to a safe alphabet.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """'127.0.0.1:8080' or '[::1]:8080' -> (host, port); raises ValueError with a readable message."""
+    m = re.fullmatch(r"\[(?P<v6>[0-9a-fA-F:.]+)\]:(?P<p1>\d+)|(?P<host>[^:\[\]]+):(?P<p2>\d+)", value)
+    if not m:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host = m["v6"] or m["host"]
+    port = int(m["p1"] or m["p2"])
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 0-65535")
+    if m["v6"]:
+        ipaddress.IPv6Address(host)
+    return host, port
 
 
 class Section(BaseModel):
@@ -210,10 +226,14 @@ class BleConfig(Section):
 
 
 class PortalConfig(Section):
-    fas_secure_level: Literal[0, 1, 2, 3] = 1
-    ndsctl: str = "/usr/bin/ndsctl"
+    """The captive portal behind openNDS (its Forward Authentication Service); docs/guest-wifi.md."""
+
+    fas_secure_level: Literal[0, 1, 2, 3, 4] = 1  # openNDS's fas_secure_enabled
+    ndsctl: str = "/usr/bin/ndsctl"  # how guests are checked and authenticated with openNDS
     session_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
-    faskey: SecretStr | None = None  # openNDS's faskey: needed at level 3 (and to compute rhid at 1/2)
+    # openNDS's faskey (openNDS generates one when its config sets none: copy it here). Levels 1-4 need it:
+    # rhid = sha256(hid + faskey) is how openNDS finds and authenticates the guest; 2 and 3 decrypt with it.
+    faskey: SecretStr | None = None
     upload_kbps: int = Field(default=0, ge=0)  # per-guest limits handed to ndsctl auth; 0 = openNDS defaults
     download_kbps: int = Field(default=0, ge=0)
     upload_quota_kb: int = Field(default=0, ge=0)
@@ -221,11 +241,23 @@ class PortalConfig(Section):
     # Hosts the success page may link back to (the page the guest first asked for); others are not offered.
     allowed_redirect_hosts: list[str] = Field(default_factory=list)
     logo: Path | None = None  # a PNG, JPEG or SVG shown on the portal (at most 256 KiB)
+    # A guest-facing listener serving only the portal (and QR codes, signage): phones reach it, never the
+    # staff page, /api or /metrics. None: the portal stays on [http] listen.
+    listen: str | None = None
+    # HTTPS on the guest listener (RFC 8908 wants an https user-portal-url); both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @model_validator(mode="after")
-    def _faskey_for_level3(self) -> PortalConfig:
-        if self.fas_secure_level == 3 and self.faskey is None:
-            raise PydanticCustomError("faskey", "fas_secure_level 3 needs the faskey openNDS was given", {})
+    def _checks(self) -> PortalConfig:
+        if self.fas_secure_level > 0 and self.faskey is None:
+            raise PydanticCustomError(
+                "faskey", "fas_secure_level {level} needs the faskey openNDS uses (its config, or the one it generated)",
+                {"level": self.fas_secure_level})
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise PydanticCustomError("tls", "tls_cert and tls_key go together", {})
+        if self.listen is not None:
+            split_host_port(self.listen)
         return self
 
 

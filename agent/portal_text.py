@@ -5,7 +5,7 @@ from __future__ import annotations
 
 __all__ = ["LANGUAGES", "TEXT_VERSION", "pick_language", "text"]
 
-TEXT_VERSION = "2026-11-v1"
+TEXT_VERSION = "2026-12-v2"
 LANGUAGES = ("en", "fr")
 
 _TEXT: dict[str, dict[str, str]] = {
@@ -13,8 +13,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "title": "Free Wi-Fi",
         "welcome": "Welcome to {store}",
         "terms": "By connecting you accept the terms of use: fair use, no unlawful activity, sessions of {minutes} minutes.",
-        "choices": "Your choices (each is optional, and you can change your mind later on this page):",
-        "c_wifi": "Connect me to the Wi-Fi (required to go online)",
+        "choices": "To go online, tick the first box: it accepts the terms above. The other two are optional, and you can change your mind later on this page:",
+        "c_wifi": "I accept the terms of use and want to go online",
         "c_marketing": "Send me offers by e-mail or in the app",
         "c_personalisation": "Personalise my visit in store (recognise my phone near the shelves and counters)",
         "loyalty": "Loyalty card number or e-mail (optional)",
@@ -30,13 +30,19 @@ _TEXT: dict[str, dict[str, str]] = {
         "unverified": "We will check your loyalty card as soon as the store is back online.",
         "logout": "Disconnect",
         "logged_out": "You are disconnected. Thank you for your visit!",
+        "time_left": "Your session ends in {minutes} minutes ({end}).",
+        "your_offer": "Your offer today",
+        "withdraw_explain": "This deletes, from this store's gateway: your choices, your loyalty number or e-mail, and your phone's address if you let us recognise it. Your Wi-Fi session ends with its time as usual. The store's cloud is told to forget you too.",
+        "no_query": "Connect to the Wi-Fi network of {store}: this page opens by itself. If it does not, open any website in your browser.",
+        "refused": "This page has expired or was opened from another device. Reconnect to the Wi-Fi network to get a fresh page.",
+        "nds_down": "The Wi-Fi gateway is not answering right now. Please try again in a minute.",
     },
     "fr": {
         "title": "Wi-Fi gratuit",
         "welcome": "Bienvenue chez {store}",
         "terms": "En vous connectant, vous acceptez les conditions d'utilisation : usage raisonnable, aucune activité illicite, sessions de {minutes} minutes.",
-        "choices": "Vos choix (tous facultatifs, modifiables plus tard sur cette page) :",
-        "c_wifi": "Me connecter au Wi-Fi (nécessaire pour accéder à Internet)",
+        "choices": "Pour aller sur Internet, cochez la première case : elle accepte les conditions ci-dessus. Les deux autres sont facultatives et modifiables plus tard sur cette page :",
+        "c_wifi": "J'accepte les conditions d'utilisation et je veux aller sur Internet",
         "c_marketing": "Recevoir des offres par e-mail ou dans l'application",
         "c_personalisation": "Personnaliser ma visite en magasin (reconnaître mon téléphone près des rayons et des caisses)",
         "loyalty": "Numéro de carte de fidélité ou e-mail (facultatif)",
@@ -52,6 +58,12 @@ _TEXT: dict[str, dict[str, str]] = {
         "unverified": "Nous vérifierons votre carte de fidélité dès que le magasin sera de nouveau en ligne.",
         "logout": "Se déconnecter",
         "logged_out": "Vous êtes déconnecté. Merci de votre visite !",
+        "time_left": "Votre session se termine dans {minutes} minutes ({end}).",
+        "your_offer": "Votre offre du jour",
+        "withdraw_explain": "Cela efface, de la passerelle de ce magasin : vos choix, votre numéro de fidélité ou e-mail, et l'adresse de votre téléphone si vous nous avez permis de le reconnaître. Votre session Wi-Fi se termine à l'heure prévue. Le cloud du magasin est aussi prié de vous oublier.",
+        "no_query": "Connectez-vous au Wi-Fi de {store} : cette page s'ouvre d'elle-même. Sinon, ouvrez n'importe quel site dans votre navigateur.",
+        "refused": "Cette page a expiré ou a été ouverte depuis un autre appareil. Reconnectez-vous au Wi-Fi pour obtenir une nouvelle page.",
+        "nds_down": "La passerelle Wi-Fi ne répond pas pour le moment. Merci de réessayer dans une minute.",
     },
 }
 

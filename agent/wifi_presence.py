@@ -1,7 +1,9 @@
 """Wi-Fi footfall: probe requests counted per zone and window, from hashed addresses only.
 
 Raw MAC addresses never leave this module: each is hashed with the daily salt on arrival, and only the
-counts per zone (and how many of the devices use randomised addresses) are published, every window.
+counts per zone (and how many of the devices use randomised addresses) are published, every window. A
+window closes on the clock (checked every second), so a quiet hour still ends on time; the counts of the
+window in progress are in the status for the staff page and /metrics.
 A device whose guest consented to personalisation (its MAC is in a personalised Wi-Fi session) is counted
 as a known visitor too, by consent id.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +28,8 @@ __all__ = ["WifiPresence"]
 log = logging.getLogger(__name__)
 
 MAX_DEVICES_PER_WINDOW = 20_000  # a flood of random addresses is counted as overflow, not stored
+# How often the clock is looked at to close a window when no frame arrives.
+TICK_S = 1.0
 
 
 class WifiPresence:
@@ -46,6 +51,7 @@ class WifiPresence:
         self.overflow = 0
         self.state = "starting"
         self.reason: str | None = None
+        self.last: dict[str, Any] | None = None  # the last window published
 
     def on_frame(self, ts: float, frame: bytes) -> None:
         self.frames += 1
@@ -90,6 +96,7 @@ class WifiPresence:
             data["members"] = {z: sorted(m) for z, m in self._members.items()}
         self._hub.publish(Event("wifi.presence", self._name, data))
         self._seen, self._members = {}, {}
+        self.last = {**data, "end": end}
         return data
 
     def _on_state(self, state: str, reason: str | None) -> None:
@@ -101,12 +108,23 @@ class WifiPresence:
         source = make_probe_source(self.config.source, asyncio.get_running_loop(), self.on_frame, self._on_state)
         source.start()
         try:
-            await asyncio.Event().wait()
+            while True:
+                await asyncio.sleep(TICK_S)
+                if source.live_clock:  # a fast replay runs on its capture's time, not ours
+                    self._roll(time.time())
         finally:
             await asyncio.to_thread(source.stop)
             if self._window_start is not None:
                 self.flush(self._window_start + self.config.window_s)
 
+    def current(self) -> dict[str, dict[str, int]]:
+        """The window in progress: zone -> devices and randomised ones so far."""
+        return {z: {"devices": len(d), "randomized": sum(d.values())} for z, d in self._seen.items()}
+
     def snapshot(self) -> dict[str, Any]:
+        current = self.current()
         return {"source": self.config.source, "state": self.state, "reason": self.reason, "frames": self.frames,
-                "probes": self.probes, "malformed": self.malformed, "overflow": self.overflow}
+                "probes": self.probes, "malformed": self.malformed, "overflow": self.overflow,
+                "window_s": self.config.window_s, "window_start": self._window_start,
+                "devices_now": sum(v["devices"] for v in current.values()), "zones_now": current,
+                "last_window": self.last}

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import hmac
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from agent.component import Component, Context
+from agent.config import split_host_port
 from agent.status import status_model
 from agent.web.auth import FAILURE_WINDOW_S, MAX_FAILURES, SESSION_KEY, SessionStore
 from agent.web.openapi import build_openapi
@@ -32,7 +35,7 @@ from agent.web.ratelimit import RateLimiter
 from agent.web.routes import Access, Route
 from agent.web.staff import COOKIE, StaffSite, staff_routes
 
-__all__ = ["all_routes", "make_app"]
+__all__ = ["all_routes", "make_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,10 @@ def all_routes(site: StaffSite, registry: Sequence[type[Component]]) -> list[tup
 
 
 def make_app(ctx: Context, registry: Sequence[type[Component]], *, users: dict[str, tuple[str, str]],
-             secure_cookies: bool, recent_logs: Callable[[], list[str]], guest_only: bool = False) -> web.Application:
-    """`users`: name -> (password hash, role). `guest_only`: the guest-facing listener (GUEST routes only)."""
+             secure_cookies: bool, recent_logs: Callable[[], list[str]], guest_only: bool = False,
+             without_guest: bool = False) -> web.Application:
+    """`users`: name -> (password hash, role). `guest_only`: the guest-facing listener (GUEST routes and
+    /healthz); `without_guest`: the staff listener when guests have their own."""
     sessions = SessionStore()
     limiter = RateLimiter(MAX_FAILURES, FAILURE_WINDOW_S, max_keys=10_000)
     openapi: dict[str, Any] = {}
@@ -137,10 +142,32 @@ def make_app(ctx: Context, registry: Sequence[type[Component]], *, users: dict[s
     table: dict[Any, Route] = {}
     routes = all_routes(site, registry)
     for route, owner in routes:
-        if guest_only and not route.access.guest_facing:
+        if guest_only and not (route.access.guest_facing or route.path == "/healthz"):
+            continue
+        if without_guest and route.access.guest_facing:
             continue
         handler: Any = route.handler if owner is None else partial(_call_component, ctx, owner, route.handler)
         table[app.router.add_route(route.method, route.path, handler)] = route
     app[ROUTES_KEY] = table
     openapi.update(build_openapi([r for r, _ in routes]))
     return app
+
+
+async def serve(app: web.Application, listen: str, tls_cert: Path | None, tls_key: Path | None
+                ) -> tuple[web.AppRunner, int]:
+    """Listen on "HOST:PORT" (HTTPS with a certificate and key); the runner and the port it got."""
+    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False)
+    await runner.setup()
+    ssl_context = None
+    if tls_cert is not None and tls_key is not None:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(str(tls_cert), str(tls_key))
+    host, port = split_host_port(listen)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    sockets = getattr(site._server, "sockets", None) or []
+    return runner, sockets[0].getsockname()[1] if sockets else port

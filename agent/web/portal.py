@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from agent.guest_wifi import Refused
 from agent.portal_text import LANGUAGES, pick_language, text
 from agent.web.ratelimit import RateLimiter
 from agent.web.routes import Handler
@@ -43,24 +44,28 @@ _CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' dat
 @dataclass(slots=True)
 class Pending:
     csrf: str
-    client: Any  # drivers.wifi.fas.FasClient
+    guest: Any  # agent.guest_wifi.Guest, openNDS's word for who is on the page
     created: float
 
 
 class PortalBackend(Protocol):
-    """What the routes need from the agent (kept narrow so it can be tested on its own)."""
+    """What the routes need from guest Wi-Fi (agent/guest_wifi.py; kept narrow so it can be tested on its own)."""
 
     store_name: str
     session_minutes: int
     allowed_redirect_hosts: set[str]
     logo: tuple[bytes, str] | None
 
-    def parse_visit(self, query: dict[str, str], address: str) -> Any: ...
-    async def authenticate(self, client: Any, consent: Any) -> None: ...
-    async def give_consent(self, client: Any, choices: dict[str, bool], lang: str, loyalty: str | None) -> Any: ...
+    async def check_visit(self, query: dict[str, str], peer: str) -> Any: ...
+    async def verify(self, client: Any, key: str, peer: str) -> Any: ...
+    async def authenticate(self, guest: Any, consent: Any) -> Any: ...
+    async def give_consent(self, guest: Any, choices: dict[str, bool], lang: str, loyalty: str | None) -> Any: ...
     async def withdraw(self, consent_id: str) -> bool: ...
     async def logout(self, address: str) -> bool: ...
     def seconds_remaining(self, address: str) -> int | None: ...
+    def session_of(self, address: str) -> Any: ...
+    def refuse(self, reason: str, detail: str, peer: str) -> Refused: ...
+    def offers_for(self, address: str) -> list[dict[str, Any]]: ...
 
 
 def _page(lang: str, title: str, body: str, status: int = 200) -> web.Response:
@@ -71,7 +76,10 @@ def _page(lang: str, title: str, body: str, status: int = 200) -> web.Response:
            "main{max-width:28rem;margin:0 auto;padding:1.2rem}h1{font-size:1.4rem}"
            "label{display:block;margin:.7rem 0}input[type=text]{width:100%;box-sizing:border-box;padding:.5rem;font:inherit}"
            "button{font:inherit;padding:.7rem 1.2rem;border:0;border-radius:.4rem;background:#0b6;color:#fff;width:100%}"
-           ".error{color:#b00020}.small{font-size:.85rem;color:#555}</style></head>"
+           ".error{color:#b00020}.small{font-size:.85rem;color:#555}button.secondary{background:#555}"
+           "a.button{display:block;text-align:center;padding:.7rem;border-radius:.4rem;background:#0b6;color:#fff;"
+           "text-decoration:none}.offer{border:2px dashed #0b6;border-radius:.5rem;padding:.2rem .8rem;margin:1rem 0}"
+           ".code{font-family:monospace;font-size:1.3rem}</style></head>"
            f"<body><main>{body}</main></body></html>")
     return web.Response(text=doc, status=status, content_type="text/html",
                         headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store",
@@ -136,17 +144,31 @@ class Portal:
     async def visit(self, request: web.Request) -> web.StreamResponse:
         b = self.backend()
         lang = lang_of(request)
+        e = html.escape
+        if not request.query or set(request.query) <= {"lang"}:  # a person typing the address: say what to do
+            return _page(lang, text(lang, "title"),
+                         f'<h1>{e(text(lang, "welcome", store=b.store_name))}</h1>'
+                         f'<p id="no-query">{e(text(lang, "no_query", store=b.store_name))}</p>')
+        peer = request.remote or "?"
         try:
-            client = b.parse_visit(dict(request.query), request.remote or "?")
-        except ValueError as exc:
-            log.warning("portal: bad FAS query from %s: %s", request.remote, exc)
-            return _page(lang, "400", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 400)
+            guest = await b.check_visit(dict(request.query), peer)
+        except Refused as exc:
+            session = b.session_of(peer)
+            if session is not None and exc.reason == "state":  # openNDS says online already: show where they are
+                return self._connected(lang, b, peer, session, origin="", loyalty=None)
+            return self._refused_page(lang, exc)
         now = time.monotonic()
         while self.pending and (len(self.pending) >= MAX_PENDING or next(iter(self.pending.values())).created < now - PENDING_TTL_S):
             self.pending.popitem(last=False)
         p_id = secrets.token_urlsafe(16)
-        self.pending[p_id] = Pending(secrets.token_urlsafe(16), client, now)
+        self.pending[p_id] = Pending(secrets.token_urlsafe(16), guest, now)
         return self.form(lang, p_id, self.pending[p_id], b)
+
+    def _refused_page(self, lang: str, exc: Refused) -> web.Response:
+        key = "nds_down" if exc.reason == "ndsctl" else "refused"
+        status = {"ndsctl": 503, "malformed": 400}.get(exc.reason, 403)
+        return _page(lang, text(lang, "title"), f'<p class="error" id="refused">{html.escape(text(lang, key))}</p>',
+                     status)
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
         b = self.backend()
@@ -163,8 +185,9 @@ class Portal:
         p_id = fields.get("p", "")
         p = self.pending.get(p_id)
         if p is None or not secrets.compare_digest(fields.get("csrf", ""), p.csrf):
-            log.warning("portal: form from %s refused: unknown visit or wrong CSRF token", request.remote)
-            return _page(lang, "403", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 403)
+            exc = b.refuse("replay", "a form for an unknown or spent visit, or a wrong CSRF token",
+                           request.remote or "?")
+            return self._refused_page(lang, exc)
         choices = {k: fields.get(k) == "1" for k in ("wifi", "marketing", "personalisation")}
         if not choices["wifi"]:
             return self.form(lang, p_id, p, b, text(lang, "need_wifi"))
@@ -173,35 +196,52 @@ class Portal:
             log.info("portal: malformed loyalty id from %s refused", request.remote)
             return self.form(lang, p_id, p, b, text(lang, "loyalty_bad"))
         del self.pending[p_id]  # one use: a replayed form finds nothing
-        consent = await b.give_consent(p.client, choices, lang, loyalty)
+        try:  # openNDS is asked again: the guest may have gone, or logged in elsewhere, since the page was shown
+            guest = await b.verify(p.guest.client, p.guest.key, request.remote or "?")
+        except Refused as exc:
+            return self._refused_page(lang, exc)
+        consent = await b.give_consent(guest, choices, lang, loyalty)
         try:
-            await b.authenticate(p.client, consent)
+            session = await b.authenticate(guest, consent)
         except RuntimeError as exc:
             log.error("portal: could not authenticate %s with the gateway: %s", request.remote, exc)
-            return _page(lang, "503", f'<p class="error">{html.escape(text(lang, "bad_request"))}</p>', 503)
-        e = html.escape
-        origin = getattr(p.client, "originurl", "") or ""
-        host = urlsplit(origin).hostname or ""
-        link = ""
-        if origin.startswith(("http://", "https://")) and host in b.allowed_redirect_hosts:
-            link = f'<p><a href="{e(origin)}">{e(text(lang, "continue"))}</a></p>'
-        elif origin:
-            log.info("portal: redirect to %r not allowed (host %r not in allowed_redirect_hosts)", origin[:200], host)
-        note = f'<p class="small">{e(text(lang, "unverified"))}</p>' if loyalty else ""
-        logout = (f'<form method="post" action="/portal/logout?lang={lang}"><input type="hidden" name="csrf" '
-                  f'value="{e(self._logout_token())}"><button type="submit" id="logout">{e(text(lang, "logout"))}'
-                  '</button></form>')
-        resp = _page(lang, text(lang, "title"), f'<h1 id="success">{e(text(lang, "success"))}</h1>{note}{link}{logout}')
+            return _page(lang, "503", f'<p class="error">{html.escape(text(lang, "nds_down"))}</p>', 503)
+        resp = self._connected(lang, b, guest.ip, session, origin=guest.originurl or "", loyalty=loyalty)
         resp.set_cookie("o2o_consent", consent.id, httponly=True, samesite="Lax", path="/portal/",
                         max_age=365 * 86400)
         return resp
+
+    def _connected(self, lang: str, b: PortalBackend, ip: str, session: Any, *, origin: str,
+                   loyalty: str | None) -> web.Response:
+        """You are online: time left, the member's current offers, a link onward, a way to disconnect."""
+        e = html.escape
+        host = urlsplit(origin).hostname or ""
+        link = ""
+        if origin.startswith(("http://", "https://")) and host in b.allowed_redirect_hosts:
+            link = f'<p><a class="button" id="continue" href="{e(origin)}">{e(text(lang, "continue"))}</a></p>'
+        elif origin:
+            log.info("portal: redirect to %r not allowed (host %r not in allowed_redirect_hosts)", origin[:200], host)
+        note = f'<p class="small">{e(text(lang, "unverified"))}</p>' if loyalty else ""
+        minutes = max(1, round((session.expires - time.time()) / 60))
+        end = time.strftime("%H:%M", time.localtime(session.expires))
+        left = f'<p id="time-left">{e(text(lang, "time_left", minutes=minutes, end=end))}</p>'
+        offers = "".join(f'<div class="offer"><h2>{e(text(lang, "your_offer"))}: {e(str(o.get("title", "")))}</h2>'
+                         f'<p>{e(str(o.get("text", "")))}</p>'
+                         + (f'<p class="code">{e(str(o["code"]))}</p>' if o.get("code") else "") + "</div>"
+                         for o in b.offers_for(ip))
+        logout = (f'<form method="post" action="/portal/logout?lang={lang}"><input type="hidden" name="csrf" '
+                  f'value="{e(self._logout_token())}"><button type="submit" id="logout" class="secondary">'
+                  f'{e(text(lang, "logout"))}</button></form>')
+        return _page(lang, text(lang, "title"),
+                     f'<h1 id="success">{e(text(lang, "success"))}</h1>{left}{offers}{note}{link}{logout}')
 
     async def withdraw_page(self, request: web.Request) -> web.StreamResponse:
         lang = lang_of(request)
         e = html.escape
         token = secrets.token_urlsafe(16)
         self.pending["w:" + token] = Pending(token, None, time.monotonic())
-        body = (f'<h1>{e(text(lang, "withdraw"))}</h1><form method="post" action="/portal/withdraw?lang={lang}">'
+        body = (f'<h1>{e(text(lang, "withdraw"))}</h1><p id="explain">{e(text(lang, "withdraw_explain"))}</p>'
+                f'<form method="post" action="/portal/withdraw?lang={lang}">'
                 f'<input type="hidden" name="csrf" value="{e(token)}">'
                 f'<button type="submit" id="withdraw">{e(text(lang, "withdraw"))}</button></form>')
         return _page(lang, text(lang, "withdraw"), body)

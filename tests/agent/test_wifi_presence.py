@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sqlite3
@@ -64,3 +65,31 @@ async def test_replay_end_to_end_no_raw_mac_in_the_database(tmp_path: Path, conf
             assert mac not in text.lower() and mac.replace(":", "") not in text.lower()
             assert mac.encode().hex() not in text.lower()  # not even inside a BLOB
     assert '"entrance":{"devices":3' in bodies
+
+
+async def test_a_window_closes_on_the_clock_and_the_current_counts_show(tmp_path: Path, config_factory,  # type: ignore[no-untyped-def]
+                                                                        start_agent) -> None:
+    """A replay shorter than one window: its counts are in /api/status at once, and the window closes on time
+    although no frame arrives after it."""
+    import time
+
+    pcap = tmp_path / "probes.pcap"
+    buf = io.BytesIO()
+    write_radiotap_pcap(buf, [(time.time() + i * 0.01, encode_probe(mac, rssi)) for i, (mac, rssi) in
+                              enumerate(PHONES)])
+    pcap.write_bytes(buf.getvalue())
+    ra = await start_agent(config_factory(wifi={"presence": {"source": f"replay:{pcap}", "zones": ZONES,
+                                                             "window_s": 2}}, mqtt={"enabled": False}))
+    await wait_for(lambda: ra.agent["wifi_presence"].presence.probes == len(PHONES), 5)
+    now = (await ra.agent.status())["wifi_presence"]
+    assert now["devices_now"] == 7 and now["zones_now"]["entrance"] == {"devices": 3, "randomized": 2}
+    sub = ra.agent.hub.subscribe("t", kinds={"wifi.presence"})
+    event = await asyncio.wait_for(sub.get(), 5)  # the quiet clock closed the window
+    assert event.data["devices"] == 7
+    status = await ra.agent.status()
+    assert status["wifi_presence"]["devices_now"] == 0 and status["wifi_presence"]["last_window"]["devices"] == 7
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"{ra.base_url}/metrics",
+                                                         headers={"Authorization": "Bearer test-token"}) as r:
+        assert "o2o_wifi_devices_now" in await r.text()

@@ -3,7 +3,6 @@ for openNDS's ndsctl records what the gateway was told."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -13,30 +12,28 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from tests.agent.web.test_portal_http import FASKEY, Nds
 from tests.agent.web.test_staff_page_browser import ARTIFACTS, browser, until  # noqa: F401  (fixture)
 from tests.conftest import free_port, write_config
-
-VECTORS = json.loads((Path(__file__).parents[2] / "drivers" / "wifi" / "opennds_vectors.json").read_text())
 
 
 @pytest.mark.parametrize(("lang", "welcome", "done"), [
     ("fr", "Bienvenue chez", "Vous êtes connecté"), ("en", "Welcome to", "You are connected")])
 def test_portal_on_a_phone(tmp_path: Path, browser: WebDriver, lang: str, welcome: str, done: str) -> None:  # noqa: F811
-    log = tmp_path / "ndsctl.log"
-    ndsctl = tmp_path / "ndsctl"
-    ndsctl.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
-    ndsctl.chmod(0o755)
-    port = free_port()
+    nds = Nds(tmp_path)
+    client = nds.add()
+    port, guest_port = free_port(), free_port()
     config = write_config(tmp_path, store={"id": "s", "gateway": "g", "name": "Boutique Odéon"},
                           http={"listen": f"127.0.0.1:{port}"}, mqtt={"enabled": False},
-                          wifi={"portal": {"fas_secure_level": 1, "ndsctl": str(ndsctl), "session_minutes": 90}})
+                          wifi={"portal": {"fas_secure_level": 1, "ndsctl": str(nds.path), "session_minutes": 90,
+                                           "faskey": FASKEY, "listen": f"127.0.0.1:{guest_port}"}})
     proc = subprocess.Popen([str(Path(sys.executable).with_name("o2o-edge")), "run", "--config", str(config)],
                             stderr=subprocess.DEVNULL)
     try:
         browser.set_window_size(390, 844)
         browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Accept-Language": lang}})
         browser.execute_cdp_cmd("Network.enable", {})
-        url = f"http://127.0.0.1:{port}/portal/?fas={VECTORS['level1']['fas']}"
+        url = f"http://127.0.0.1:{guest_port}/portal/?{nds.query(1, client)}"  # the guest-facing listener
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -59,8 +56,9 @@ def test_portal_on_a_phone(tmp_path: Path, browser: WebDriver, lang: str, welcom
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / f"portal-{lang}.png"))
         assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
-        args = log.read_text().split()
-        assert args[:3] == ["auth", "aa:bb:cc:dd:ee:ff", "90"]
+        assert "Your session ends in 90 minutes" in browser.page_source or "se termine dans 90 minutes" in browser.page_source
+        (auth,) = nds.calls("auth")
+        assert auth[2] == "90" and nds.client()["state"] == "Authenticated"  # type: ignore[index]
     finally:
         proc.terminate()
         proc.wait(10)

@@ -66,9 +66,10 @@ def c(value: str | None) -> str:
     return "(null)" if value is None else value
 
 
-def text(hid: str, *, authdir: bool, clientif: str, custom: str | None) -> str:
+def text(hid: str, *, authdir: bool, clientif: str, custom: str | None, ip: str = CLIENT_IP,
+         mac: str = CLIENT_MAC) -> str:
     """TEXT as snprintf()ed at src/http_microhttpd.c 1475-1494 (levels 1, 4) and 1599-1619 (levels 2, 3)."""
-    parts = [f"hid={hid}", f"clientip={CLIENT_IP}", f"clientmac={CLIENT_MAC}", "client_type=cpd_can",
+    parts = [f"hid={hid}", f"clientip={ip}", f"clientmac={mac}", "client_type=cpd_can",
              f"cpi_query={c(None)}", f"gatewayname={uh_urlencode(GW_NAME)}",
              f"gatewayurl={uh_urlencode('http://' + GW_IP)}", f"version={VERSION}", f"gatewayaddress={GW_ADDRESS}",
              f"gatewaymac={GW_MAC}"]
@@ -93,8 +94,8 @@ def openssl_cmd(faskey: str, iv: str) -> list[str]:
     return ["openssl", "enc", "-aes-256-cbc", "-K", aes_key_hex(faskey), "-iv", iv.encode().hex(), "-a", "-A"]
 
 
-def encrypt(plaintext: str, faskey: str) -> dict[str, str]:
-    secret_iv = base64.b64encode(SECRET_IV_BYTES).decode()
+def encrypt(plaintext: str, faskey: str, secret_iv_bytes: bytes = SECRET_IV_BYTES) -> dict[str, str]:
+    secret_iv = base64.b64encode(secret_iv_bytes).decode()
     iv = hashlib.sha256(secret_iv.encode()).hexdigest()[:16]
     cmd = openssl_cmd(faskey, iv)
     inner = subprocess.run(cmd, input=plaintext.encode(), capture_output=True, check=True).stdout.decode().strip()
@@ -145,6 +146,19 @@ def build() -> dict[str, Any]:
     short = encrypt(v["level3"]["plaintext"], SHORT_FASKEY)
     v["level3"] |= {"short_faskey": SHORT_FASKEY, "short_openssl": short["openssl"], "fas_short": short["fas"]}
     return v
+
+
+def query(level: int, *, ip: str, mac: str, token: str, faskey: str = FASKEY) -> str:
+    """The query string openNDS sends the guest's browser to the FAS with, for this client (same steps as build)."""
+    hid = hashlib.sha256(token.encode()).hexdigest()
+    if level == 0:
+        return (f"authaction=http://{GW_ADDRESS}/{AUTHDIR}/?clientip={ip}&gatewayname={uh_urlencode(GW_NAME)}"
+                f"&tok={token}&redir={uh_urlencode(ORIGIN)}")
+    plain = text(hid, authdir=level in (2, 3), clientif="wlan0", custom=None, ip=ip, mac=mac)
+    if level in (1, 4):
+        return "fas=" + base64.b64encode(plain.encode()).decode()
+    enc = encrypt(plain, faskey, secret_iv_bytes=hashlib.sha256(token.encode()).digest()[:8])
+    return f"fas={enc['fas']}&iv={enc['iv']}"
 
 
 def main() -> int:
