@@ -37,7 +37,8 @@ def test_config_view_fills_defaults_and_leaves_out_what_a_push_does_not_carry() 
     sparse = {"version": 7, "signature": "x", "store": {"id": "s1", "gateway": "g", "name": "n"},
               "mqtt": {"port": 1}, "rfid": {"gone_after_s": 2.0}}
     view = config_view(sparse)
-    assert view["store"] == {"name": "n"} and "mqtt" not in view and "version" not in view
+    assert view["store"]["name"] == "n" and not {"id", "gateway"} & set(view["store"])
+    assert "mqtt" not in view and "version" not in view
     assert view["rfid"]["gone_after_s"] == 2.0 and view["rfid"]["keep_raw_reads"] is False  # a default filled in
     assert diff(view, config_view({"rfid": {"gone_after_s": 2.0}, "store": {"name": "n"}})) == ([], 0)
     assert config_view({"rfid": {"nope": 1}}) == {"rfid": {"nope": 1}}  # what the schema refuses is compared raw

@@ -132,7 +132,7 @@ def test_dry_run_diffs_against_the_push_a_gateway_runs(three: TestFleet, ops: Ca
     # both give the same diff.
     assert lines[head] in (
         "s1/gw-a (online): version 1 -> 2, compared with its reported running config: 3 change(s)",
-        "s1/gw-a (online): version 1 -> 2, compared with config/set version 1, the push it runs: 3 change(s)")
+        "s1/gw-a (online): version 1 -> 2, compared with config/set version 1, the push it runs: 3 change(s)"), r
     assert lines[head + 1:head + 4] == [
         '  ~ logging.level: "info" -> "debug"',
         "  ~ rfid.gone_after_s: 2.5 -> 1.5",
