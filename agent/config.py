@@ -158,6 +158,24 @@ class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+# What a zone is for, as stock sees it (agent/o2o/stock.py): where items wait for shoppers, in reserve,
+# being tried on, being paid for, leaving.
+StockRole = Literal["floor", "stockroom", "fitting", "checkout", "exit"]
+
+
+class StockConfig(Section):
+    """In-store stock from RFID (agent/o2o/stock.py): counts per GTIN and zone of items present, not sold."""
+
+    zones: dict[Ident, StockRole] = Field(min_length=1)  # RFID zone -> role; other zones are not stock
+    # A tag stays present until its reader has been online this many rounds (of rfid.gone_after_s) without it.
+    missing_rounds: int = Field(default=3, ge=1, le=1000)
+    snapshot_s: float = Field(default=300.0, ge=1, le=86400)  # the retained `stock` topic is refreshed this often
+    changed_every_s: float = Field(default=60.0, ge=0.1, le=86400)  # stock.changed events, coalesced per interval
+    replenish_below: int = Field(default=1, ge=0, le=100_000)  # "replenish": floor count at or below this
+    misplaced_after_s: float = Field(default=3600.0, gt=0, le=30 * 86400)  # unpaid in a fitting room this long
+    max_epcs: int = Field(default=100_000, ge=100, le=2_000_000)  # tags tracked; beyond, new ones are counted
+
+
 class Config(Section):
     """The whole daemon. `version` orders pushes from central ops (0 = local file only)."""
 
@@ -172,6 +190,7 @@ class Config(Section):
     ble: BleConfig | None = None
     wifi: WifiConfig = Field(default_factory=WifiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    stock: StockConfig | None = None
 
 
 
@@ -203,6 +222,10 @@ def cross_check(config: Config) -> list[ConfigProblem]:
                     ))
     if config.ble is not None:
         problems += _duplicates("ble.beacons", [b.id for b in config.ble.beacons])
+    if config.stock is not None:
+        problems += [ConfigProblem(f"stock.zones[{zone}]", f"no reader covers zone {zone!r} (known zones: "
+                                   f"{', '.join(sorted(known)) or 'none'})")
+                     for zone in config.stock.zones if zone not in known]
     return problems
 
 

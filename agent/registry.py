@@ -18,6 +18,7 @@ from agent.components.outbox import OutboxComponent
 from agent.components.readers import Readers
 from agent.components.sync import Sync
 from agent.components.wifi import GuestWifiComponent, PresenceComponent
+from agent.o2o.stock import Stock
 from agent.rules.engine import RulesEngine
 from agent.rules.exit_gate import ExitGate
 from agent.rules.selfcheckout import SelfCheckout
@@ -31,6 +32,7 @@ COMPONENTS: list[type[Component]] = [
     ActivityComponent,   # the staff page's feed, gate alarms, the last hour
     ExitGate,            # rules before their sources, so no tag event is missed
     SelfCheckout,
+    Stock,               # stock per GTIN and zone from RFID (agent/o2o/stock_counts.py)
     RulesEngine,
     Readers,
     Ble,

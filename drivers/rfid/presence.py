@@ -62,6 +62,10 @@ class ZonePresence:
         self._tags.clear()
         return gone
 
+    def in_view(self) -> list[TagPresence]:
+        """The tags present now (a rule that starts late seeds itself from them: no tag.seen repeats them)."""
+        return list(self._tags.values())
+
     def next_deadline(self) -> float | None:
         if not self._tags:
             return None
