@@ -50,7 +50,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("campaigns", "campaigns/set", True, ("agent.o2o.campaigns:CampaignsDoc",),
          {"version": int, "campaigns": list}),
     Kind("collect", "collect/add", False, ("agent.o2o.collect:CollectAddDoc",), {"orders": list}, reported=False),
-    Kind("qr", "qr/set", True, ("agent.o2o.qr:QrDoc",), {"version": int, "base_url": str, "codes": list},
+    Kind("qr", "qr/set", True, ("agent.o2o.qr_codes:QrDoc", "agent.o2o.qr:QrDoc"),
+         {"version": int, "base_url": str, "codes": list},
          optional=("allowed_hosts",)),
 )}
 
@@ -66,7 +67,7 @@ def find_model(kind: Kind) -> tuple[type[BaseModel] | None, str]:
         model = getattr(module, attr, None)
         if isinstance(model, type) and issubclass(model, BaseModel):
             return model, f"validated with {module_name}.{attr}"
-    names = ", ".join(s.replace(":", ".") for s in kind.models)
+    names = " or ".join(s.replace(":", ".") for s in kind.models)
     return None, f"{names} is not installed here: checked only the top-level keys ({', '.join(kind.keys)})"
 
 
