@@ -1,6 +1,8 @@
-"""Configuration from central ops as a component: `config/set`, `reload-config`, the config card.
+"""Configuration from central ops as a component: `config/set`, `config/patch`, `reload-config`, the config card.
 
-A push is verified whole (agent/config_push.py), then every component is
+A push (a whole document on config/set, or an RFC 7396 merge patch against
+the running config on config/patch) is verified whole (agent/config_push.py),
+then every component is
 switched to it through the lifecycle (ctx.reconfigure), which first asks each
 one whether it can (a reader port that does not open rolls the push back);
 only then is it persisted. Every push gets a retained report on
@@ -13,7 +15,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -66,6 +69,7 @@ class ConfigControl(Component):
 
     def documents(self) -> Iterable[Document]:
         yield Document("config/set", self.on_push, "config/reported", max_bytes=MAX_PUSH_BYTES)
+        yield Document("config/patch", partial(self.on_push, kind="patch"), "config/reported", max_bytes=MAX_PUSH_BYTES)
 
     def commands(self) -> Iterable[Command]:
         yield Command("reload-config", NoArgs, self._cmd_reload, "re-read the local file and apply what changed")
@@ -76,25 +80,27 @@ class ConfigControl(Component):
         return {"version": version, "status": status, "errors": errors, "running_version": running.version,
                 "rolled_back": rolled_back, "config": masked_config(running, exclude=LOCAL_ONLY)}
 
-    async def on_push(self, payload: bytes, retained: bool = False) -> Report | None:
+    async def on_push(self, payload: bytes, retained: bool = False, *, kind: Literal["set", "patch"] = "set"
+                      ) -> Report | None:
         claimed = claimed_version(payload)
+        # Ops publish desired state retained: seen again after a reconnect, a version in force is not news.
         if retained and isinstance(claimed, int) and claimed <= self.ctx.config.version:
-            log.debug("config/set: retained version %s is already in force", claimed)
+            log.debug("config/%s: retained version %s is already in force", kind, claimed)
             return None
         try:
-            version = await self.apply_push(payload)
+            version = await self.apply_push(payload, kind=kind)
         except ConfigError as exc:
-            log.warning("config push rejected: %s", "; ".join(str(p) for p in exc.problems))
+            log.warning("config/%s rejected: %s", kind, "; ".join(str(p) for p in exc.problems))
             self.last_push = LastPush(version=claimed if isinstance(claimed, int) else None, status="rejected",
                                       at=time.time())
             return self.report(claimed, "rejected", [{"path": p.path, "message": p.message} for p in exc.problems],
                                rolled_back=exc.rolled_back)
         return self.report(version, "applied", [])
 
-    async def apply_push(self, payload: bytes) -> int:
+    async def apply_push(self, payload: bytes, *, kind: Literal["set", "patch"] = "set") -> int:
         async with self._lock:
             ctx = self.ctx
-            new = verify_push(payload, ctx.local_config, ctx.config)
+            new = verify_push(payload, ctx.local_config, ctx.config, kind=kind)
             assert ctx.reconfigure is not None
             await ctx.reconfigure(new)
             try:
@@ -103,7 +109,7 @@ class ConfigControl(Component):
                 log.error("config: version %d applied but not persisted: %s", new.version, exc)
             self.last_push = LastPush(version=new.version, status="applied", at=time.time())
             ctx.publish("config.applied", {"version": new.version})
-            log.info("config: version %d applied", new.version)
+            log.info("config: version %d applied (config/%s)", new.version, kind)
             return new.version
 
     async def reload(self) -> int:

@@ -152,7 +152,7 @@ async def test_unchanged_reader_keeps_running_across_a_push(ops, mosquitto: Mosq
      "rfid.readers[0].protocol", "must be one of"),
     ({"version": 5, "rfid": {"readers": [{"id": "r9", "protocol": "mercury"}]}}, "rfid.readers[0].port", "is required"),
     ({"version": 5, "rfid": {"gone_after_s": "soon"}}, "rfid.gone_after_s", "input should be a valid number"),
-    ({"version": 5, "mqtt": {"host": "evil.example"}}, "mqtt", "set only in the local file"),
+    ({"version": 5, "mqtt": {"host": "evil.example"}}, "mqtt.host", "set only in the local file"),
     ({"version": 5, "store": {"id": "other-store"}}, "store.id", "must stay 'test-store'"),
     ({"version": 0}, "version", "stale"),
 ])
