@@ -132,7 +132,11 @@ def test_rollout_stops_at_a_gateway_whose_health_is_red(fleet: TestFleet, ops: C
         fleet.add("s1", gateway, DOOR_READER)
     v1 = tmp_path / "v1.toml"
     v1.write_text(doc("v1", DOOR_READER))  # the same reader: applies fine, stays red
-    wait_until(lambda: json.loads(ops("fleet", "--json", "--store", "s1").out)[0]["health"] == "red", 30, "gw-a red")
+
+    def health(gateway: str) -> str | None:
+        return next(g["health"] for g in json.loads(ops("fleet", "--json").out) if g["gateway"] == gateway)
+
+    wait_until(lambda: health("gw-a") == "red", 30, "gw-a red")
     r = ops("push", v1, "--all", "--key", keys.private_path, "--waves", "1,100%", "--soak", "3")
     assert r.code == 1, r
     assert "rollout stopped at wave 1, soak: s1/gw-a health red: No RFID reader is working" in r.out
