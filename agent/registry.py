@@ -18,6 +18,7 @@ from agent.components.outbox import OutboxComponent
 from agent.components.readers import Readers
 from agent.components.sync import Sync
 from agent.components.wifi import GuestWifiComponent, PresenceComponent
+from agent.o2o.qr import Qr
 from agent.o2o.stock import Stock
 from agent.rules.engine import RulesEngine
 from agent.rules.exit_gate import ExitGate
@@ -38,6 +39,7 @@ COMPONENTS: list[type[Component]] = [
     Ble,
     GuestWifiComponent,
     PresenceComponent,
+    Qr,                  # dynamic QR codes: qr/set, /q/{code}, printable SVGs
     Housekeeping,
     Sync,                # last up, first down: says "offline" before the rest stops
 ]
