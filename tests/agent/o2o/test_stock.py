@@ -179,3 +179,31 @@ async def test_a_config_push_changes_stock_in_place(agent: Agent, tmp_path: Path
 def test_stock_is_off_without_its_section(tmp_path: Path) -> None:
     doc = config_doc(tmp_path)
     assert not Stock.wanted(parse_config(doc))
+
+
+async def test_stock_added_by_a_push_counts_the_tags_already_in_view(tmp_path: Path, config_factory,
+                                                                      start_agent) -> None:  # type: ignore[no-untyped-def]
+    """Presence announces a tag once, when it appears: stock started later seeds itself from the readers."""
+    from drivers.rfid.simulator import ManualScenario, PtySimulator, demo_epc
+
+    scenario = ManualScenario()
+    for serial in range(5):
+        scenario.put(demo_epc(0, serial), antenna=1)
+    scenario.put(demo_epc(1, 99), antenna=2)
+    sim = PtySimulator("mercury", scenario, link=tmp_path / "dev" / "r1", period_s=0.05)
+    try:
+        config = config_factory(mqtt={"enabled": False}, rfid={"gone_after_s": 0.3, "readers": [
+            {"id": "r1", "port": sim.start(), "protocol": "mercury", "baudrate": 115200,
+             "zones": {1: "shoes", 2: "back"}}]})
+        ra = await start_agent(config)
+        runner = ra.agent["readers"].runners["r1"]
+        await wait_for(lambda: len(runner.presence) == 6, 10)
+        stock_cfg = parse_config({**config.model_dump(mode="json", exclude={"stock"}), "version": 2,
+                                  "stock": {"zones": {"shoes": "floor", "back": "stockroom"}}})
+        await ra.agent.reconfigure(stock_cfg.model_copy(update={"http": config.http}))
+        stock = ra.agent["stock"]
+        assert sum(n for z in stock.counts.counts.values() for n in z.values()) == 6  # at once, from the readers
+        await wait_for(lambda: stock.complete, 5)
+        assert {z: n for zones in stock.counts.counts.values() for z, n in zones.items()} == {"shoes": 5, "back": 1}
+    finally:
+        sim.stop()
