@@ -759,6 +759,94 @@ def bench_ble() -> list[Figure]:
                    rss["without BLE"], "the same daemon without [ble]")]
 
 
+# -- stock ---------------------------------------------------------------------------------------
+
+def _stock_store(epcs: int, gtins: int, zones: int) -> tuple[Any, list[Event]]:
+    """A StockCounts holding `epcs` items of `gtins` GTINs spread over `zones` zones (a stockroom holds more),
+    and the tag.seen events that built it."""
+    import random
+
+    from agent.o2o.stock_counts import StockCounts
+    from drivers.rfid.epc import encode_sgtin96, gtin_check_digit
+
+    rng = random.Random(7)
+    names = ["stockroom", "floor-1", "floor-2", "floor-3", "window", "fitting", "checkout", "exit"][:zones]
+    roles = {z: "stockroom" if z == "stockroom" else "fitting" if z == "fitting" else "floor" for z in names}
+    weights = [4] + [1] * (zones - 1)
+    bodies = [f"03012345{i:05d}" for i in range(gtins)]  # one company prefix, item references in a row
+    gtin_list = [b + str(gtin_check_digit(b)) for b in bodies]
+    counts = StockCounts(roles, gone_after_s=3.0, missing_rounds=3, max_epcs=epcs * 2, is_sold=lambda e: False)
+    events = []
+    for n in range(epcs):
+        gtin = gtin_list[n % gtins]
+        epc = encode_sgtin96(gtin, 10_000 + n, company_prefix_digits=7).hex().upper()
+        zone = rng.choices(names, weights)[0]
+        events.append(Event("tag.seen", "r", {"epc": epc, "gtin": gtin, "zone": zone, "reader": "r"}))
+        counts.seen(epc, gtin, zone, "r")
+    return counts, events
+
+
+def _hub_rate(events: list[Event]) -> float:
+    """The hub's own rate: publish to one subscriber that takes batches, as the rules engine does."""
+    hub = Hub()
+    sub = hub.subscribe("bench", maxsize=len(events) + 1)
+    t0 = time.perf_counter()
+    for e in events:
+        hub.publish(e)
+    while sub.get_nowait_batch(1000):
+        pass
+    return len(events) / (time.perf_counter() - t0)
+
+
+def bench_stock() -> list[Figure]:
+    import orjson
+    import zstandard
+
+    from agent.events import format_ts
+    from agent.o2o.stock_counts import StockCounts
+
+    counts, events = _stock_store(50_000, 5_000, 8)
+    assert len(counts) == 50_000 and len(counts.counts) == 5_000
+
+    def build() -> bytes:
+        return orjson.dumps({"as_of": format_ts(time.time()), "gtins": counts.snapshot()})
+
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        payload = build()
+        times.append(time.perf_counter() - t0)
+    compressed = zstandard.ZstdCompressor(level=3).compress(payload)
+
+    # Update cost: the rule's work per tag event (an item seen in another zone, then gone from the old one),
+    # next to what the hub itself moves in the same run.
+    moves: list[tuple[str, str | None, str, str]] = []
+    zone_names = sorted(counts.roles)
+    for i, e in enumerate(events[:20_000]):
+        d = e.data
+        new = zone_names[(zone_names.index(d["zone"]) + 1 + i % 3) % len(zone_names)]
+        moves.append((d["epc"], d["gtin"], new, d["zone"]))
+
+    def update_rate() -> float:
+        c: StockCounts = _stock_store(50_000, 5_000, 8)[0]
+        t0 = time.perf_counter()
+        for epc, gtin, new, old in moves:
+            c.seen(epc, gtin, new, "r")
+            c.gone(epc, old, "r", "timeout")
+        c.take_changes()
+        return 2 * len(moves) / (time.perf_counter() - t0)
+
+    rate = best_of(3, update_rate)
+    hub = best_of(3, lambda: _hub_rate(events))
+    return [Figure("stock: snapshot build, 50k EPCs / 5k GTINs / 8 zones", statistics.median(times) * 1e6, "us",
+                   target="< 100,000 us"),
+            Figure("stock: snapshot size, plain JSON", len(payload) / 1024, "KiB"),
+            Figure("stock: snapshot size, zstd level 3", len(compressed) / 1024, "KiB", target="< 64 KB"),
+            Figure("stock: tag events counted (seen/gone, 50k items)", rate, "events/s", hub,
+                   "hub publish to one subscriber")]
+
+
+BENCHES["stock"] = bench_stock
 BENCHES["ble"] = bench_ble
 BENCHES["mqtt"] = bench_mqtt
 BENCHES["web"] = bench_web
