@@ -90,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="show per gateway what would change; send nothing")
     p.add_argument("--waves", metavar="LIST", help="staged rollout, cumulative: e.g. 1,10%%,100%%")
     p.add_argument("--soak", type=float, default=0.0, metavar="S", help="after each wave, must stay online and not red")
+    p.add_argument("--remove", action="append", metavar="PATH", default=[],
+                   help="confirm a removal the push makes, e.g. 'rfid.readers[door]' or ble (repeatable)")
     p.add_argument("--rollback", action="store_true", help="if the rollout stops, push the previous configs back")
     p.add_argument("--state-dir", type=Path, metavar="DIR", help="rollout records (default $XDG_STATE_HOME/o2o-edge-ops)")
 
@@ -161,7 +163,7 @@ async def _push(args: argparse.Namespace) -> int:
     from agent.ops.record import RolloutRecord, default_state_dir
     from agent.ops.targets import parse_waves, plan_waves, select_targets
 
-    document = load_config_document(args.config)  # before connecting: a bad file sends nothing
+    document = load_config_document(args.config, args.remove)  # before connecting: a bad file sends nothing
     key = None if args.dry_run else _signing_key(args.key)
     steps = parse_waves(args.waves) if args.waves else None
     if document.stripped:
@@ -176,8 +178,9 @@ async def _push(args: argparse.Namespace) -> int:
         assert key is not None
         waves = plan_waves(len(targets), steps) if steps else [len(targets)]
         previous = {k: (obs.fleet.get(k).running_config_version, *p.previous_config(obs.fleet.get(k))) for k in targets}
-        record = RolloutRecord.create(args.state_dir or default_state_dir(), args.config, version, previous)
-        doc = sign({**document.body, "version": version}, key)
+        record = RolloutRecord.create(args.state_dir or default_state_dir(), args.config, document.document(version),
+                                      previous)
+        doc = sign(document.document(version), key)
         out(f"pushing {args.config} as version {version} to {len(targets)} gateway(s)"
             + (f" in {len(waves)} wave(s)" if steps else ""))
         result = await p.rollout(obs, targets, doc, waves, staged=steps is not None, soak_s=args.soak,

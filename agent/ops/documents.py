@@ -5,7 +5,11 @@ shaped like a gateway's local file. What a push must not carry is stripped
 before validation and never sent: the sections and keys each gateway's local
 file owns (`storage`, `http`, `mqtt`, `store.id`, `store.gateway`: a gateway
 rejects a push that sets them differently) and any old `signature`. A
-`version` in the file is the lowest version the push will use.
+`version` in the file is the lowest version the push will use, and a
+`remove` list (with `--remove`) confirms what the push takes away: a gateway
+refuses a push that would remove a section, reader, station, gate or beacon
+it has unless `remove` names it (agent/config_removals.py); `removals_between`
+works out those names where the running config is known.
 
 `config_view` is the form two configs are compared in (`--dry-run`): the
 schema's JSON dump with defaults filled in, secrets masked, and without the
@@ -22,10 +26,12 @@ from typing import Any
 
 from agent.config import Config, parse_config
 from agent.config_push import LOCAL_ONLY
+from agent.config_removals import REMOVAL_NAME, removals
 from agent.errors import ConfigError
 from agent.ops.errors import DocumentError, UsageError
 
-__all__ = ["ConfigDocument", "config_view", "load_config_document", "read_document", "strip_local_only"]
+__all__ = ["ConfigDocument", "config_view", "load_config_document", "read_document", "removals_between",
+           "strip_local_only"]
 
 # Stands in for store.id / store.gateway while validating: each gateway fills in its own.
 _PLACEHOLDER = "ops-check"
@@ -49,17 +55,14 @@ def read_document(path: Path) -> dict[str, Any]:
 
 
 def strip_local_only(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """(the document without the local-only keys, version and signature; the local-only keys it had)."""
-    body = {k: v for k, v in doc.items() if k not in (*LOCAL_ONLY, "version", "signature")}
+    """(the document without the local-only keys, version, signature and remove; the local-only keys it had)."""
+    body = {k: v for k, v in doc.items() if k not in (*LOCAL_ONLY, "version", "signature", "remove")}
     stripped = [k for k in LOCAL_ONLY if k in doc]
     store = body.get("store")
     if isinstance(store, dict):
         stripped += [f"store.{k}" for k in ("id", "gateway") if k in store]
-        store = {k: v for k, v in store.items() if k not in ("id", "gateway")}
-        if store:
-            body["store"] = store
-        else:
-            del body["store"]
+        # Kept even when empty: a [store] left out of a push is a removal the gateway wants confirmed.
+        body["store"] = {k: v for k, v in store.items() if k not in ("id", "gateway")}
     return body, stripped
 
 
@@ -76,20 +79,32 @@ def validate_body(body: dict[str, Any], source: str) -> Config:
 @dataclass(frozen=True, slots=True)
 class ConfigDocument:
     path: Path
-    body: dict[str, Any]  # what every target gets, before its version and signature
+    body: dict[str, Any]  # what every target gets, before its version, remove list and signature
     min_version: int  # the file's own `version` (0 if none)
     stripped: list[str]  # local-only keys the file had: not sent
+    remove: list[str]  # removals confirmed (the file's `remove` and --remove)
 
     @property
     def view(self) -> dict[str, Any]:
         return config_view(self.body)
 
+    def document(self, version: int) -> dict[str, Any]:
+        """What is signed and sent."""
+        return {**self.body, "version": version, **({"remove": self.remove} if self.remove else {})}
 
-def load_config_document(path: Path) -> ConfigDocument:
+
+def _removal_problems(names: Any, where: str) -> list[str]:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return [f'{where}: expected a list of key paths, e.g. ["rfid.readers[checkout-2]"]']
+    return [f"{where}: {n!r} is not a key path such as rfid.readers[checkout-2] or ble" for n in names
+            if not REMOVAL_NAME.match(n)]
+
+
+def load_config_document(path: Path, remove: list[str] | None = None) -> ConfigDocument:
     doc = read_document(path)
     body, stripped = strip_local_only(doc)
     version = doc.get("version", 0)
-    problems = []
+    problems = _removal_problems(doc.get("remove", []), "remove") + _removal_problems(remove or [], "--remove")
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         problems.append("version: must be a whole number >= 0")
     try:
@@ -98,7 +113,19 @@ def load_config_document(path: Path) -> ConfigDocument:
         problems += exc.problems
     if problems:
         raise DocumentError(str(path), problems)
-    return ConfigDocument(path, body, int(version), stripped)
+    names = list(dict.fromkeys([*doc.get("remove", []), *(remove or [])]))
+    return ConfigDocument(path, body, int(version), stripped, names)
+
+
+def removals_between(old: dict[str, Any], new: dict[str, Any]) -> list[str] | None:
+    """What pushing `new` takes away from a gateway running `old`, named as a gateway asks for them in
+    `remove`; None if either does not pass the schema here (a newer gateway's config, say)."""
+    try:
+        before, after = validate_body(strip_local_only(old)[0], "old"), validate_body(strip_local_only(new)[0], "new")
+    except DocumentError:
+        return None
+    # As the gateway counts them: the top-level keys the pushed document leaves out.
+    return removals(before, after, omitted={name for name in type(after).model_fields if name not in new})
 
 
 def config_view(doc: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.config_removals import confirmed
 from agent.ops.diff import diff, masked_secrets, render_changes
-from agent.ops.documents import ConfigDocument, config_view, strip_local_only
+from agent.ops.documents import ConfigDocument, config_view, removals_between, strip_local_only
 from agent.ops.fleet import Fleet, Gateway, GatewayKey, format_errors
 from agent.ops.keys import sign
 from agent.ops.observer import Observer
@@ -125,9 +126,9 @@ def previous_config(gw: Gateway) -> tuple[dict[str, Any] | None, str]:
     reported = (gw.config_report or {}).get("config")
     if isinstance(reported, dict):
         body, _ = strip_local_only(reported)
-        if masked_secrets(body):
-            return None, "its reported config has masked secrets, which cannot be pushed back"
-        return body, "its reported running config"
+        # A secret pushed back as "***" keeps the value the gateway runs then.
+        masked = " (its masked secrets keep their running values)" if masked_secrets(body) else ""
+        return body, f"its reported running config{masked}"
     return None, "unknown: it runs its local file or a push made elsewhere, and does not report its config"
 
 
@@ -184,12 +185,15 @@ async def rollback(obs: Observer, record: RolloutRecord, key: Ed25519PrivateKey,
     version = next_version(fleet, touched)
     docs: dict[GatewayKey, dict[str, Any]] = {}
     outcomes: list[Outcome] = []
+    pushed = record.data.get("document") or {}
     for k in touched:
         previous, source = record.previous(k)
         if previous is None:
             outcomes.append(Outcome(k, fleet.get(k).running_config_version, None, NOT_RESTORABLE, source))
-        else:
-            docs[k] = sign({**previous, "version": version}, key)
+            continue
+        # Restoring takes away what the rollout added: name it, or the gateway refuses the rollback.
+        remove = removals_between(pushed, previous) or []
+        docs[k] = sign({**previous, "version": version, **({"remove": remove} if remove else {})}, key)
     if docs:
         outcomes += await push_documents(obs, docs, wait_s)
     outcomes.sort(key=lambda o: o.key)
@@ -223,7 +227,17 @@ def dry_run(fleet: Fleet, targets: list[GatewayKey], document: ConfigDocument, v
         hidden = f"; {secrets} secret(s) masked, not compared" if secrets else ""
         lines.append(f"{head}, compared with {source}: {len(changes) or 'no'} change(s){hidden}")
         lines += [f"  {line}" for line in render_changes(changes)]
+        lines += [f"  {line}" for line in _removal_lines(removals_between(base, document.body), document.remove)]
     return lines
+
+
+def _removal_lines(removed: list[str] | None, confirmed_names: list[str]) -> list[str]:
+    """What the gateway will ask `remove` to name, and whether the push does (agent/config_removals.py)."""
+    missing = [r for r in removed or [] if not confirmed(r, confirmed_names)]
+    if missing:
+        names = " ".join(f"--remove '{r}'" for r in missing)
+        return [f"! it would refuse this push: it removes {', '.join(missing)}; confirm with {names}"]
+    return [f"removes {', '.join(removed)}: confirmed"] if removed else []
 
 
 def render_outcomes(outcomes: list[Outcome]) -> list[str]:

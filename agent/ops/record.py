@@ -6,7 +6,7 @@ before the first document leaves and updated after every wave, so a rollback
 works even when the pushing terminal died mid-rollout. The files hold whole
 configs, secrets included: the directory is 0700 and the files 0600.
 
-    {"id", "created_at", "config_file", "version", "waves": [["store/gw", …], …], "stopped",
+    {"id", "created_at", "config_file", "version", "document", "waves": [["store/gw", …], …], "stopped",
      "targets": {"store/gw": {"old_version", "previous", "previous_source", "status", "detail"}},
      "rollback": {"at", "version", "targets": {"store/gw": {"status", "detail"}}} | null}
 """
@@ -41,8 +41,10 @@ class RolloutRecord:
         self.data = data
 
     @classmethod
-    def create(cls, state_dir: Path, config_file: Path, version: int,
+    def create(cls, state_dir: Path, config_file: Path, document: dict[str, Any],
                previous: dict[GatewayKey, tuple[int | None, dict[str, Any] | None, str]]) -> RolloutRecord:
+        """`document`: what the rollout pushes (with its version, unsigned)."""
+        version = document["version"]
         folder = state_dir / "rollouts"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -53,6 +55,7 @@ class RolloutRecord:
             path = folder / f"{stamp}-v{version}-{n}.json"
         data = {
             "id": path.stem, "created_at": time.time(), "config_file": str(config_file), "version": version,
+            "document": document,
             "waves": [], "stopped": None, "rollback": None,
             "targets": {str(k): {"old_version": old, "previous": doc, "previous_source": source,
                                  "status": "untouched", "detail": ""}

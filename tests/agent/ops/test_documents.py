@@ -20,16 +20,22 @@ def test_a_toml_config_is_stripped_of_what_each_gateway_owns(tmp_path: Path) -> 
     assert doc.body == {"store": {"name": "Odéon"}, "rfid": {"gone_after_s": 2.0}}
     assert doc.min_version == 9
     assert doc.stripped == ["http", "mqtt", "store.id", "store.gateway"]
+    assert doc.remove == []
+    path.write_text('version = 2\nremove = ["ble"]\n[rfid]\ngone_after_s = 2.0\n')
+    doc = load_config_document(path, ["rfid.readers[door]", "ble"])
+    assert doc.remove == ["ble", "rfid.readers[door]"]
+    assert doc.document(5) == {"rfid": {"gone_after_s": 2.0}, "version": 5, "remove": ["ble", "rfid.readers[door]"]}
 
 
 def test_every_problem_comes_with_its_key_path(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"version": -1, "rfid": {"readers": [{"id": "a", "port": "x", "protocol": "nope"}],
+    path.write_text(json.dumps({"version": -1, "remove": ["rfid.readers[a b]"], "rfid": {"readers": [{"id": "a", "port": "x", "protocol": "nope"}],
                                                         "gone_afer_s": 1}, "checkout": {"gates": [{"id": "g",
                                                                                                    "zones": ["z"]}]}}))
     with pytest.raises(DocumentError) as exc:
         load_config_document(path)
     assert exc.value.problems == [
+        "remove: 'rfid.readers[a b]' is not a key path such as rfid.readers[checkout-2] or ble",
         "version: must be a whole number >= 0",
         "rfid.readers[0].protocol: must be one of uhfreader18, mercury, r2000, em4100",
         "rfid.gone_afer_s: unknown key (check the spelling; see config/example.toml)",

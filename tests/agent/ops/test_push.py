@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.ops.keys import keygen
-from tests.agent.ops.conftest import Result, TestFleet, wait_until
+from tests.agent.ops.conftest import DOOR_READER, LOOP_READER, Result, TestFleet, wait_until
 
 PUSH = """
 [store]
@@ -143,6 +143,26 @@ def test_dry_run_diffs_against_the_push_a_gateway_runs(three: TestFleet, ops: Ca
             or "s2/gw-c (online): version 0 -> 2, compared with its reported running config: 2 change(s)" in r.out)
     time.sleep(0.3)
     assert len([m for m in three.watch.messages if m.topic.endswith("/config/set")]) == 2  # the first push only
+
+
+def test_a_push_that_removes_a_reader_must_name_it(fleet: TestFleet, ops: Callable[..., Result], keys,  # type: ignore[no-untyped-def]
+                                                   tmp_path: Path) -> None:
+    gw = fleet.add("s1", "gw-a", LOOP_READER + DOOR_READER)
+    both = write(tmp_path, LOOP_READER + DOOR_READER, "both.toml")
+    assert ops("push", both, "--all", "--key", keys.private_path).code == 0
+    floor_only = write(tmp_path, LOOP_READER, "floor.toml")
+    r = ops("push", floor_only, "--all", "--dry-run")
+    assert "  - rfid.readers[1]: " in r.out
+    assert ("  ! it would refuse this push: it removes rfid.readers[door]; confirm with --remove 'rfid.readers[door]'"
+            in r.out.splitlines()), r
+    r = ops("push", floor_only, "--all", "--key", keys.private_path)
+    assert r.code == 1 and "rfid.readers[door]: this push would remove it" in r.out, r
+    r = ops("push", floor_only, "--all", "--dry-run", "--remove", "rfid.readers[door]")
+    assert "  removes rfid.readers[door]: confirmed" in r.out.splitlines(), r
+    r = ops("push", floor_only, "--all", "--key", keys.private_path, "--remove", "rfid.readers[door]")
+    assert r.code == 0, r
+    assert [reader["id"] for reader in gw.pushed()["rfid"]["readers"]] == ["floor"]  # type: ignore[index]
+    assert ops("push", floor_only, "--all", "--remove", "readers!").code == 2
 
 
 # -- what needs the gateway side (see docs/ops.md, "What the gateways still have to do") -----------------

@@ -89,8 +89,8 @@ def test_rollout_stops_at_the_gateway_that_rejects_and_rolls_back(four: TestFlee
 
 def test_ops_rollback_restores_the_last_recorded_rollout(four: TestFleet, ops: Callable[..., Result], keys,  # type: ignore[no-untyped-def]
                                                          tmp_path: Path) -> None:
-    v2 = tmp_path / "v2.toml"
-    v2.write_text(doc("v2", LOOP_READER, DOOR_READER))
+    v2 = tmp_path / "v2.toml"  # adds a reader: the rollback must confirm taking it away
+    v2.write_text(doc("v2", LOOP_READER, DOOR_READER, LOOP_READER.replace('"floor"', '"aux"')))
     assert ops("push", v2, "--store", "s2", "--key", keys.private_path).code == 0
     assert four.gateways["s2/gw-c"].pushed()["store"]["name"] == "v2"  # type: ignore[index]
     r = ops("rollback", "--key", keys.private_path)
@@ -100,6 +100,8 @@ def test_ops_rollback_restores_the_last_recorded_rollout(four: TestFleet, ops: C
     assert set(rows) == {"s2/gw-c", "s2/gw-d"}
     assert all(row[1:5] == ["2", "->", "3", "applied"] for row in rows.values())
     assert four.gateways["s2/gw-d"].pushed()["store"]["name"] == "base"  # type: ignore[index]
+    assert [r["id"] for r in four.gateways["s2/gw-d"].pushed()["rfid"]["readers"]] == ["floor", "door"]  # type: ignore[index]
+    assert four.messages("o2o/v1/s2/gw-d/config/set")[-1]["remove"] == ["rfid.readers[aux]"]
 
 
 def test_rollout_stops_when_a_gateway_goes_offline_while_soaking(fleet: TestFleet, mosquitto, keys,  # type: ignore[no-untyped-def]
