@@ -35,6 +35,8 @@ class OutboxStatus(BaseModel):
     max_bytes: int
     ok: bool
     error: str | None
+    disk_full: bool = False
+    disk_free_bytes: int | None = None
 
 
 class OutboxComponent(Component):
@@ -72,6 +74,7 @@ class OutboxComponent(Component):
         while True:
             self._stats = await self.outbox.stats()
             await self.probe()
+            await self.outbox.reclaim()  # after a drain, the disk space goes back to the file system
             await asyncio.sleep(1.0)
 
     async def probe(self, *, max_age_s: float = HEALTH_PROBE_EVERY_S) -> tuple[bool, str]:
@@ -92,6 +95,18 @@ class OutboxComponent(Component):
         self._health = (time.monotonic(), ok, reason)
         return ok, reason
 
+    async def healthz(self) -> tuple[bool, str]:
+        """/healthz: the probe, and a full disk (the watchdog pets on the probe alone: a restart frees no disk)."""
+        ok, reason = await self.probe(max_age_s=0)
+        if ok and self.outbox.disk_full:
+            return False, f"disk full: {self._disk_text()}"
+        return ok, reason
+
+    def _disk_text(self) -> str:
+        free = self.outbox.disk_free_bytes()
+        room = f"{free / 1e6:.1f} MB free" if free is not None else "no room"
+        return f"{room} on {self.outbox.path.parent}; the oldest telemetry is dropped to keep recording"
+
     def status(self) -> OutboxStatus:
         ob = self.outbox
         st = self._stats
@@ -101,13 +116,18 @@ class OutboxComponent(Component):
             depth=ob.depth, bytes=ob.bytes, oldest_age_s=None if age is None else round(age, 1),
             dropped=ob.dropped, dropped_by_priority=dict(ob.dropped_by_priority), committed=ob.committed,
             write_errors=ob.write_errors, disk_bytes=ob.disk_bytes(), max_bytes=ob.max_bytes,
-            ok=ok, error=None if ok else reason,
+            ok=ok, error=None if ok else reason, disk_full=ob.disk_full, disk_free_bytes=ob.disk_free_bytes(),
         )
 
     def health(self) -> Iterable[Reason]:
         _, ok, reason = self._health
         if not ok:
             yield Reason("red", f"Event storage failing: {reason or 'unknown error'}. Call support.")
+        elif self.outbox.disk_full:
+            yield Reason("red", f"The gateway's disk is full ({self._disk_text()}). Free space or call support.")
+        elif self.outbox.disk_limit is not None:
+            yield Reason("amber", f"The disk holds only {self.outbox.disk_limit / 1e6:.0f} MB of waiting events "
+                                  f"(the cap is {self.outbox.max_bytes / 1e6:.0f} MB): free space on the gateway.")
         if self.outbox.dropped:
             yield Reason("amber", f"{self.outbox.dropped:,} old events dropped because local storage was full.")
 

@@ -189,7 +189,7 @@ class StaffSite:
 
     async def healthz(self, request: web.Request) -> web.Response:
         outbox = self.ctx.get(OutboxComponent)
-        ok, reason = (False, "starting") if outbox is None else await outbox.probe(max_age_s=0)
+        ok, reason = (False, "starting") if outbox is None else await outbox.healthz()
         return web.json_response({"ok": ok, "reason": reason}, status=200 if ok else 503)
 
     async def diagnostics(self, request: web.Request) -> web.Response:

@@ -1,0 +1,400 @@
+"""The outbox's SQL, run on its worker threads, and the room it keeps on the disk.
+
+`[outbox] max_bytes` bounds every file the outbox keeps on disk, split as:
+
+    the database's used pages (rows, index, page overhead)   the rest
+    the write-ahead log, held there by journal_size_limit,
+      automatic checkpoints and commits bounded in bytes      2 x wal_limit (a sixteenth, at most 4 MiB)
+    a spare file (`{db}.reserve`), released on a full disk    reserve (as much)
+    the WAL's shared-memory index                             64 KiB
+
+A full disk is handled like the cap: the spare file goes first (it gives the
+drop policy's DELETE and the checkpoint their room), the drop policy frees
+pages by priority, a checkpoint folds the WAL back, and the used pages are
+capped at what the disk could hold until the file system has room again;
+then the spare file is rebuilt and the cap lifted. The depth and the bytes
+waiting are kept in `outbox_meta`, in the same transactions as the rows, so
+opening never scans the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.drop_policy import LOW_WATER, DropCandidate, plan_drops
+from agent.events import Priority
+from agent.storage import storage_errors, transaction
+
+__all__ = ["SCHEMA", "CommitResult", "Layout", "OutboxRow", "Space", "layout_for"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the uplink's order and cursor
+    id       TEXT    NOT NULL,                   -- the event's ULID, for de-duplication downstream
+    kind     TEXT    NOT NULL,
+    priority INTEGER NOT NULL,
+    created  REAL    NOT NULL,                   -- event wall time, seconds since the epoch
+    size     INTEGER NOT NULL,                   -- len(body) in bytes
+    body     BLOB    NOT NULL                    -- the event's contract JSON, UTF-8
+);
+CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (priority, seq);
+CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+_INSERT = "INSERT INTO outbox (id, kind, priority, created, size, body) VALUES (?, ?, ?, ?, ?, ?)"
+_META = "UPDATE outbox_meta SET value = value + ? WHERE key = ?"
+# Rows considered per priority per drop round; bounds the work of one commit.
+_DROP_SCAN = 50_000
+# How often (seconds) the writer looks at the file system's free space to rebuild the spare file.
+_SPACE_CHECK_S = 2.0
+_BUSINESS = int(Priority.BUSINESS)
+
+Row = tuple[str, str, int, float, int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    id: str
+    kind: str
+    created: float
+    body: bytes
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How `max_bytes` is shared between the table, the WAL and the spare file."""
+
+    max_bytes: int
+    wal_limit: int
+    reserve: int
+    table_budget: int
+    commit_bytes: int  # event JSON per transaction at most: a transaction's WAL frames fit the WAL limit
+    autocheckpoint_pages: int
+
+
+def layout_for(max_bytes: int, page_size: int = 4096) -> Layout:
+    share = min(4 * 1024 * 1024, max(64 * 1024, max_bytes // 16))
+    # The WAL runs past its limit by a checkpoint's worth between resets; the shared-memory index takes 32 KiB.
+    return Layout(max_bytes=max_bytes, wal_limit=share, reserve=share, table_budget=max_bytes - 3 * share - 64 * 1024,
+                  commit_bytes=min(1024 * 1024, share // 4), autocheckpoint_pages=max(8, share // 2 // page_size))
+
+
+@dataclass(slots=True)
+class CommitResult:
+    rows: int
+    bytes: int
+    last_seq: int
+    dropped: list[DropCandidate] = field(default_factory=list)
+
+
+class Space:
+    """The spare file and the cap a full disk imposes; lives on the writer thread.
+
+    The spare file is the layout's share, or a sixteenth of a small file system, whichever is smaller.
+    """
+
+    def __init__(self, db: Path, layout: Layout) -> None:
+        self.reserve_path = Path(f"{db}.reserve")
+        self.layout = layout
+        self.reserve_size = layout.reserve
+        self.full_budget: int | None = None  # used-page budget while the disk is full, else None
+        self.last_full_error: str | None = None
+        self._checked = 0.0
+
+    @property
+    def disk_full(self) -> bool:
+        """Held by the disk and without room for the spare file: new events only replace old ones."""
+        return self.full_budget is not None and not self.has_reserve()
+
+    @property
+    def disk_limited(self) -> bool:
+        """The disk cannot hold the configured cap: the outbox holds what fits, its spare file rebuilt."""
+        return self.full_budget is not None
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.reserve_path.parent)
+        return st.f_bavail * st.f_frsize
+
+    def size_for(self, directory: Path) -> None:
+        st = os.statvfs(directory)
+        self.reserve_size = max(64 * 1024, min(self.layout.reserve, st.f_blocks * st.f_frsize // 16))
+
+    @property
+    def commit_bytes(self) -> int:
+        """Event JSON per transaction at most: its new pages fit what the spare file gives back."""
+        return max(4096, min(self.layout.commit_bytes, self.reserve_size // 4))
+
+    def has_reserve(self) -> bool:
+        return self.reserve_path.exists()
+
+    def ensure_reserve(self) -> bool:
+        """Build the spare file when the disk has room for it and a margin; True when it is there."""
+        if self.has_reserve():
+            return True
+        size = self.reserve_size
+        if self.free_bytes() < 3 * size:
+            return False
+        tmp = self.reserve_path.with_suffix(".reserve-new")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)  # real blocks, not a sparse file
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.reserve_path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            log.warning("outbox: cannot reserve %d bytes of spare room: %s", size, exc.strerror or exc)
+            return False
+        return True
+
+    def release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        log.warning("outbox: disk full, spare room (%d bytes) released", self.reserve_size)
+        return True
+
+    def maybe_recover(self, now: float, used: int) -> None:
+        """After a full disk: the cap a full disk set grows with the room the file system gives back, and is
+        lifted once the configured one fits again; the spare file is rebuilt first."""
+        if now - self._checked < _SPACE_CHECK_S or (self.full_budget is None and self.has_reserve()):
+            return
+        self._checked = now
+        if not self.ensure_reserve() or self.full_budget is None:
+            return
+        room = used + self.free_bytes() - 3 * self.reserve_size  # the spare file, the WAL, a margin
+        if room >= self.layout.table_budget:
+            log.warning("outbox: the disk has room again; the outbox is back to its configured cap")
+            self.full_budget = None
+            self.last_full_error = None
+        elif room > self.full_budget:
+            self.full_budget = room
+
+
+# -- on the writer thread -----------------------------------------------------------------------
+
+
+def setup(conn: sqlite3.Connection, synchronous: str, layout: Layout, space: Space) -> tuple[int, int, int]:
+    """Pragmas and schema; (depth, bytes, last seq) from outbox_meta, never a scan of the table."""
+    if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table: freed pages can go back
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute(f"PRAGMA journal_size_limit={layout.wal_limit}")
+    # New pages not yet checkpointed need room in the database file when they are: no more than the spare
+    # file gives back on a full disk.
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    conn.execute(f"PRAGMA wal_autocheckpoint={max(8, min(layout.autocheckpoint_pages, space.reserve_size // 4 // page))}")
+    conn.executescript(SCHEMA)
+    meta = dict(conn.execute("SELECT key, value FROM outbox_meta").fetchall())
+    if "depth" not in meta or "bytes" not in meta:  # a file from before outbox_meta: count once
+        with transaction(conn):
+            depth, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
+            conn.executemany("INSERT OR REPLACE INTO outbox_meta (key, value) VALUES (?, ?)",
+                             [("depth", depth), ("bytes", size)])
+        meta = {"depth": depth, "bytes": size}
+    last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+    return int(meta["depth"]), int(meta["bytes"]), last[0] if last else 0
+
+
+def used_bytes(conn: sqlite3.Connection) -> int:
+    pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int(pages) * int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def commit(conn: sqlite3.Connection, rows: Sequence[Row], budget: int, synchronous: str | None = None) -> CommitResult:
+    """Insert `rows` in one transaction and keep the used pages within `budget` (the drop policy)."""
+    size = sum(r[4] for r in rows)
+    if synchronous is not None:
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    with storage_errors("outbox write failed"), transaction(conn):
+        conn.executemany(_INSERT, rows)
+        last_seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        conn.executemany(_META, [(len(rows), "depth"), (size, "bytes")])
+        dropped = enforce_budget(conn, budget)
+    return CommitResult(len(rows), size, last_seq, dropped)
+
+
+def enforce_budget(conn: sqlite3.Connection, budget: int) -> list[DropCandidate]:
+    """Over `budget` used bytes: drop by priority down to LOW_WATER of it; inside the caller's transaction."""
+    used = used_bytes(conn)
+    if used <= budget:
+        return []
+    total_bytes = int(conn.execute("SELECT value FROM outbox_meta WHERE key = 'bytes'").fetchone()[0])
+    target = budget * LOW_WATER
+    dropped: list[DropCandidate] = []
+    for _ in range(4):  # rows free whole pages only: look again, a few times at most
+        remaining = total_bytes - sum(c.size for c in dropped)
+        if used <= target or remaining <= 0:
+            break
+        # The pages to free, as event bytes: rows take their share of the used pages.
+        chosen = drop(conn, int((used - target) * remaining / used) + 1)
+        if not chosen:
+            break
+        dropped.extend(chosen)
+        used = used_bytes(conn)
+    return dropped
+
+
+def drop(conn: sqlite3.Connection, excess: int) -> list[DropCandidate]:
+    """Delete at least `excess` bytes of events, lowest priority and oldest first; inside a transaction."""
+    candidates: list[DropCandidate] = []
+    covered = 0
+    for priority in sorted(Priority):
+        after = 0
+        scan = 256  # doubles: a small excess reads a few rows, a large one reads big chunks
+        while covered < excess:
+            chunk = conn.execute(
+                "SELECT seq, size FROM outbox WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (int(priority), after, scan),
+            ).fetchall()
+            scan = min(scan * 2, _DROP_SCAN)
+            if not chunk:
+                break
+            for seq, size in chunk:
+                candidates.append(DropCandidate(seq, int(priority), size))
+                covered += size
+                after = seq
+        if covered >= excess:
+            break
+    chosen = plan_drops(candidates, excess)
+    if chosen:
+        conn.executemany("DELETE FROM outbox WHERE seq = ?", [(c.seq,) for c in chosen])
+        conn.executemany(_META, [(-len(chosen), "depth"), (-sum(c.size for c in chosen), "bytes")])
+    return chosen
+
+
+def make_room(conn: sqlite3.Connection, space: Space, need: int) -> list[DropCandidate]:
+    """The disk filled before the cap did: spare file out, drop by priority, checkpoint, cap lowered.
+
+    RESTART, not TRUNCATE: the WAL keeps its file, so the next transactions write into room the
+    disk already gave us; the deleted rows' pages are free pages in the database for the new rows.
+    """
+    space.release_reserve()
+    checkpoint(conn, "RESTART")
+    used = min(used_bytes(conn), space.layout.table_budget, space.full_budget or space.layout.table_budget)
+    budget = max(0, used - 2 * need)
+    with storage_errors("outbox drop failed"), transaction(conn):
+        dropped = enforce_budget(conn, budget)
+    checkpoint(conn, "RESTART")
+    space.full_budget = budget
+    return dropped
+
+
+def checkpoint(conn: sqlite3.Connection, mode: str = "PASSIVE") -> None:
+    try:
+        conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+    except sqlite3.Error as exc:  # a reader holding a snapshot: the WAL stays, nothing is lost
+        log.warning("outbox: checkpoint failed: %s", exc)
+
+
+def ack_seqs(conn: sqlite3.Connection, seqs: list[int]) -> tuple[int, int]:
+    removed = freed = 0
+    with storage_errors("outbox ack failed"), transaction(conn):
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (size,) in conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING size", chunk):
+                removed += 1
+                freed += size
+        conn.executemany(_META, [(-removed, "depth"), (-freed, "bytes")])
+    return removed, freed
+
+
+def ack_range(conn: sqlite3.Connection, first: int, last: int, below_business: int = 0) -> tuple[int, int]:
+    """Delete rows first..last; business rows with seq <= `below_business` are left (another lane sends them)."""
+    where = "seq BETWEEN ? AND ?" + (" AND NOT (priority = ? AND seq <= ?)" if below_business else "")
+    args: tuple[int, ...] = (first, last, _BUSINESS, below_business) if below_business else (first, last)
+    with storage_errors("outbox ack failed"), transaction(conn):
+        count, freed = conn.execute(f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE {where}",
+                                    args).fetchone()
+        conn.execute(f"DELETE FROM outbox WHERE {where}", args)
+        conn.executemany(_META, [(-count, "depth"), (-freed, "bytes")])
+    return int(count), int(freed)
+
+
+def vacuum(conn: sqlite3.Connection, max_pages: int, min_free_share: float = 0.0) -> int:
+    """Hand up to `max_pages` free pages back to the file system when at least `min_free_share` of the file is free
+    pages (and at least `max_pages` of them, or any when the share is 0); the free pages left."""
+    try:
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        if min_free_share and (free < max_pages or free < min_free_share * conn.execute("PRAGMA page_count").fetchone()[0]):
+            return free
+        if free:
+            conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+            checkpoint(conn, "TRUNCATE")
+        return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    except sqlite3.Error as exc:
+        log.warning("outbox: incremental vacuum failed: %s", exc)
+        return 0
+
+
+def probe(conn: sqlite3.Connection) -> None:
+    with storage_errors("outbox not writable"), transaction(conn):
+        pass
+
+
+def close(conn: sqlite3.Connection) -> None:
+    checkpoint(conn, "TRUNCATE")
+
+
+# -- on the reader thread -----------------------------------------------------------------------
+
+
+def take(conn: sqlite3.Connection, after_seq: int, limit: int, max_bytes: int | None,
+         where: str = "", args: tuple[object, ...] = ()) -> list[OutboxRow]:
+    out: list[OutboxRow] = []
+    total = 0
+    with storage_errors("outbox read failed"):
+        cur = conn.execute(
+            f"SELECT seq, id, kind, created, body, size, priority FROM outbox WHERE seq > ? {where} "
+            "ORDER BY seq LIMIT ?", (after_seq, *args, limit),
+        )
+        for seq, id_, kind, created, body, size, priority in cur:
+            if max_bytes is not None and out and total + size > max_bytes:
+                break
+            out.append(OutboxRow(seq, id_, kind, created, body, priority))
+            total += size
+    return out
+
+
+def take_business(conn: sqlite3.Connection, after_seq: int, upto: int, limit: int) -> list[OutboxRow]:
+    """Business rows with after_seq < seq <= upto, through the (priority, seq) index."""
+    with storage_errors("outbox read failed"):
+        rows = conn.execute(
+            "SELECT seq, id, kind, created, body, priority FROM outbox WHERE priority = ? AND seq > ? AND seq <= ? "
+            "ORDER BY priority, seq LIMIT ?", (_BUSINESS, after_seq, upto, limit)).fetchall()
+    return [OutboxRow(*r) for r in rows]
+
+
+def oldest_created(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
+    return None if row is None else float(row[0])
+
+
+def first_seq_since(conn: sqlite3.Connection, since: float, hi: int) -> int:
+    """A seq from which every row was created at or after `since` (rows are in time order): a binary search on
+    the primary key, a few dozen lookups whatever the depth; `hi + 1` when every row is older."""
+    first = conn.execute("SELECT seq FROM outbox ORDER BY seq LIMIT 1").fetchone()
+    lo, top = (int(first[0]) if first else hi + 1), hi + 1
+    while lo < top:
+        mid = (lo + top) // 2
+        row = conn.execute("SELECT seq, created FROM outbox WHERE seq >= ? ORDER BY seq LIMIT 1", (mid,)).fetchone()
+        if row is None or row[1] >= since:
+            top = mid
+        else:
+            lo = int(row[0]) + 1
+    return lo
