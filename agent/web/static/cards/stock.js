@@ -12,6 +12,8 @@ function stockParts(body) {
   return { summary, refill: body.querySelector("#stock-replenish"), wrong: body.querySelector("#stock-misplaced") };
 }
 
+const stockHead = (text) => { const p = O2O.el("p"); p.append(O2O.el("strong", text)); return p; };
+
 async function loadStockAlerts(body) {
   const { el, api, fmtAge } = O2O;
   const r = await api("/api/stock/alerts");
@@ -25,7 +27,7 @@ async function loadStockAlerts(body) {
   }
   if (!a.replenish.length) refill.append(el("li", "Nothing to bring out.", "muted"));
   if (a.replenish_total > a.replenish.length) refill.append(el("li", `and ${a.replenish_total - a.replenish.length} more`, "muted"));
-  parts.refill.replaceChildren(el("h3", `Replenish from the stockroom (floor at or below ${a.replenish_below})`), refill);
+  parts.refill.replaceChildren(stockHead(`Replenish from the stockroom (floor at or below ${a.replenish_below})`), refill);
   const wrong = el("ul", undefined, "list");
   for (const x of a.misplaced) {
     const li = el("li", `${x.name || x.gtin} in ${x.zone}: ${x.reason} (${fmtAge(x.for_s)})`);
@@ -33,7 +35,7 @@ async function loadStockAlerts(body) {
   }
   if (!a.misplaced.length) wrong.append(el("li", "None.", "muted"));
   if (a.misplaced_total > a.misplaced.length) wrong.append(el("li", `and ${a.misplaced_total - a.misplaced.length} more`, "muted"));
-  parts.wrong.replaceChildren(el("h3", "Misplaced"), wrong);
+  parts.wrong.replaceChildren(stockHead("Misplaced"), wrong);
 }
 
 let stockEventTimer = null;
