@@ -4,10 +4,11 @@ Pure (the caller passes the time): RSSI is smoothed (median of the last 5 sample
 distance is estimated from the beacon's measured power with the log-distance path-loss model, and
 zones are RSSI bands with hysteresis, so a shopper standing at a boundary does not flap in and out.
 
-Privacy: only configured beacons and people are tracked. A person's identifier (the loyalty app's
-iBeacon) is resolved to the member only if they opted in; otherwise it is hashed with a salt that
-changes every day and is never written anywhere, so the cloud sees a device that cannot be followed
-across days and never the raw identifier.
+Privacy: only configured beacons and people are tracked. A person's identifier (the store app's
+iBeacon) is resolved to the member only with their personalisation consent (`People`: the members of
+members/set, agent/o2o/members.py); otherwise it is hashed with a salt that changes every day and is
+never written anywhere, so the cloud sees a device that cannot be followed across days and never the
+raw identifier.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agent.config import BleConfig, BleZoneConfig
 from agent.privacy import DailySalt
 from drivers.ble.beacons import BeaconError, EddystoneTlm, IBeacon, decode
 from drivers.ble.hci import AdvReport
 
-__all__ = ["BeaconTracker", "RssiFilter", "distance_m"]
+__all__ = ["BeaconTracker", "ConfigPeople", "People", "RssiFilter", "distance_m"]
 
 DEFAULT_ZONES = [BleZoneConfig(id="near", rssi_enter=-75, rssi_exit=-85)]
 HEALTH_EVERY_S = 600.0  # one beacon.health per beacon per 10 minutes is plenty for the cloud
@@ -49,6 +50,28 @@ def distance_m(rssi: float, measured_power: int, exponent: float) -> float:
     return float(10 ** ((measured_power - rssi) / (10 * exponent)))
 
 
+class People(Protocol):
+    """Who a phone's iBeacon is: the store app's UUIDs, and the member behind one (personalisation consent)."""
+
+    def is_person(self, uuid: str) -> bool: ...
+    def member_of(self, uuid: str, major: int, minor: int) -> str | None: ...
+
+
+class ConfigPeople:
+    """`[ble] person_uuids` and `opted_in` (deprecated: members/set replaces them; read for one release)."""
+
+    def __init__(self, config: BleConfig) -> None:
+        self._persons = {u.lower() for u in config.person_uuids}
+        self._opted_in = {o.lower() for o in config.opted_in}
+
+    def is_person(self, uuid: str) -> bool:
+        return uuid in self._persons
+
+    def member_of(self, uuid: str, major: int, minor: int) -> str | None:
+        person = f"{uuid}:{major}:{minor}"
+        return person if person in self._opted_in else None
+
+
 @dataclass(slots=True)
 class _Tracked:
     key: str  # the configured beacon id, "member:…" or "device:…"
@@ -65,7 +88,7 @@ class _Tracked:
 
 
 class BeaconTracker:
-    def __init__(self, config: BleConfig, *, salt: DailySalt | None = None) -> None:
+    def __init__(self, config: BleConfig, *, salt: DailySalt | None = None, people: People | None = None) -> None:
         self.config = config
         self.zones = sorted(config.zones or DEFAULT_ZONES, key=lambda z: z.rssi_enter, reverse=True)
         self._salt = salt or DailySalt()
@@ -76,8 +99,7 @@ class BeaconTracker:
                 self._known[f"ibeacon:{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:]}:{b.ibeacon.major}:{b.ibeacon.minor}"] = b.id
             elif b.eddystone_uid is not None:
                 self._known[f"eddystone:{b.eddystone_uid.namespace.lower()}:{b.eddystone_uid.instance.lower()}"] = b.id
-        self._persons = {u.lower() for u in config.person_uuids}
-        self._opted_in = {o.lower() for o in config.opted_in}
+        self.people: People = people or ConfigPeople(config)
         self._tracked: dict[str, _Tracked] = {}
         self._by_address: dict[str, str] = {}  # advertiser address -> tracked key (for TLM frames)
         self.reports = 0
@@ -127,12 +149,16 @@ class BeaconTracker:
         identity = beacon.identity
         if identity in self._known:
             return self._known[identity]
-        if isinstance(beacon, IBeacon) and beacon.uuid in self._persons:
-            person = f"{beacon.uuid}:{beacon.major}:{beacon.minor}"
-            if person in self._opted_in:
-                return f"member:{person}"
-            return f"device:{self._salt.hash(person)}"
+        if isinstance(beacon, IBeacon) and self.people.is_person(beacon.uuid):
+            member = self.people.member_of(beacon.uuid, beacon.major, beacon.minor)
+            if member is not None:
+                return f"member:{member}"
+            return f"device:{self._salt.hash(f'{beacon.uuid}:{beacon.major}:{beacon.minor}')}"
         return None
+
+    def forget(self, member: str) -> None:
+        """A member withdrew or left members/set: stop following them by name now (they become a device)."""
+        self._tracked.pop(f"member:{member}", None)
 
     def _zone_for(self, current: str | None, rssi: float) -> str | None:
         for zone in self.zones:  # strongest first: the innermost zone the beacon qualifies for

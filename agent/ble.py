@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from agent.beacons import BeaconTracker
+from agent.beacons import BeaconTracker, People
 from agent.config import BleConfig
 from agent.events import Event
 from agent.hub import Hub
@@ -23,11 +23,11 @@ TICK_S = 0.5
 
 
 class BleRunner:
-    def __init__(self, config: BleConfig, hub: Hub, source_name: str = "ble") -> None:
+    def __init__(self, config: BleConfig, hub: Hub, source_name: str = "ble", *, people: People | None = None) -> None:
         self.config = config
         self._hub = hub
         self._name = source_name
-        self.tracker = BeaconTracker(config)
+        self.tracker = BeaconTracker(config, people=people)
         self.state = "starting"
         self.reason: str | None = None
         self.hci_errors = 0

@@ -13,6 +13,7 @@ Contract payloads:
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +33,11 @@ __all__ = ["CatalogDoc", "LocalData", "Product", "SoldDoc"]
 MAX_PRODUCTS = 500_000
 # One sold/add message: an online order or a till receipt, not the whole stock.
 MAX_SOLD_EPCS = 100_000
+# Prices: "12.90", at most 9,999,999.9999 in the catalog's currency; a basket of 10,000 such items still adds up
+# exactly in the decimal context's 28 digits.
+_PRICE_INT_DIGITS = 7
+_PRICE_DECIMALS = 4
+_PRICE = re.compile(rf"[0-9]{{1,{_PRICE_INT_DIGITS}}}(\.[0-9]{{1,{_PRICE_DECIMALS}}})?")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS catalog (gtin TEXT PRIMARY KEY, name TEXT NOT NULL, price TEXT NOT NULL);
@@ -62,18 +68,13 @@ class Product(BaseModel):
     @field_validator("price", mode="before")
     @classmethod
     def _decimal_string(cls, value: Any) -> Any:
-        # Floats lose cents; the contract says decimal strings ("12.90").
+        # Floats lose cents; the contract says decimal strings ("12.90"). Digits only, no exponent: "1e1000000"
+        # is a valid Decimal that overflows the basket's arithmetic (decimal.Overflow in every rule that adds it).
         if not isinstance(value, str):
             raise ValueError('price must be a decimal string such as "12.90"')
-        return value
-
-    @field_validator("price")
-    @classmethod
-    def _non_negative(cls, value: Decimal) -> Decimal:
-        if not value.is_finite() or value < 0:
-            raise ValueError("price must be a finite amount >= 0")
-        if value.as_tuple().exponent < -4:  # type: ignore[operator]
-            raise ValueError("price has more than 4 decimals")
+        if not _PRICE.fullmatch(value):
+            raise ValueError(f'price must be a decimal string such as "12.90": digits, at most {_PRICE_INT_DIGITS} '
+                             f"before the point and {_PRICE_DECIMALS} after, no sign or exponent (got {value[:40]!r})")
         return value
 
 
@@ -83,11 +84,29 @@ class CatalogDoc(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     products: list[Product] = Field(max_length=MAX_PRODUCTS)
 
+    @field_validator("products")
+    @classmethod
+    def _one_entry_per_gtin(cls, products: list[Product]) -> list[Product]:
+        """A GTIN written two ways ("12345670", "00000012345670") is one product: its two entries are a mistake."""
+        first: dict[str, int] = {}
+        twice = []
+        for i, p in enumerate(products):
+            j = first.setdefault(p.gtin, i)
+            if j != i:
+                twice.append(f"products[{i}] repeats products[{j}] (GTIN {p.gtin})")
+        if twice:
+            more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
+            raise ValueError(f"one entry per GTIN: {'; '.join(twice[:3])}{more}")
+        return products
+
 
 class SoldDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epcs: list[str] = Field(min_length=1, max_length=MAX_SOLD_EPCS)
     reason: str = Field(min_length=1, max_length=64)
+    # A sale made elsewhere (POS, online) to a member: attributed to the offers they saw (agent/o2o/offers.py).
+    member: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@+-]+$")
+    payment_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     @field_validator("epcs")
     @classmethod

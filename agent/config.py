@@ -176,6 +176,22 @@ class StockConfig(Section):
     max_epcs: int = Field(default=100_000, ge=100, le=2_000_000)  # tags tracked; beyond, new ones are counted
 
 
+class SignageScreen(Section):
+    """A screen in the store showing the zone's current offers to whoever stands there (nobody is named)."""
+
+    id: Ident
+    token: SecretStr  # the screen's page is /signage/{id}?token=…
+    zones: list[Ident] = Field(min_length=1)
+
+
+class OffersConfig(Section):
+    """Proximity offers (agent/o2o/offers.py): campaigns arrive on campaigns/set; these are the store's limits."""
+
+    max_per_visit: int = Field(default=3, ge=1, le=100)  # offers per person per visit, across campaigns
+    visit_gap_s: float = Field(default=1800.0, gt=0, le=86400)  # not seen this long: the next time is a new visit
+    signage: list[SignageScreen] = Field(default_factory=list)
+
+
 class Config(Section):
     """The whole daemon. `version` orders pushes from central ops (0 = local file only)."""
 
@@ -190,6 +206,7 @@ class Config(Section):
     ble: BleConfig | None = None
     wifi: WifiConfig = Field(default_factory=WifiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    offers: OffersConfig = Field(default_factory=OffersConfig)
     stock: StockConfig | None = None
 
 

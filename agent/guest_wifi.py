@@ -202,6 +202,7 @@ class GuestWifi:
                                 "consent": consent.id, "personalised": personal}
         if personal and consent.loyalty:
             data["loyalty"] = consent.loyalty
+            data["marketing"] = consent.choices.get("marketing", False)  # may the member get offers
         self._hub.publish(Event("wifi.session.start", self._source, data))
         log.info("wifi: guest session started for %s minutes (%s)", p.session_minutes,
                  "personalised" if personal else "anonymous")
@@ -210,10 +211,16 @@ class GuestWifi:
     async def withdraw(self, consent_id: str) -> bool:
         done = await self._consents.withdraw(consent_id)
         if done:
+            members = set()
             for s in [s for s in self.sessions.values() if s.consent_id == consent_id]:
                 s.device = self._salt.hash(s.mac)  # forget the MAC for the rest of the session
+                if s.member:
+                    members.add(s.member)
                 s.member = None
-            self._hub.publish(Event("consent.withdrawn", self._source, {"consent": consent_id}))
+            data: dict[str, Any] = {"consent": consent_id}
+            if len(members) == 1:  # the member the store must forget too (agent/o2o/members.py)
+                data["member"] = members.pop()
+            self._hub.publish(Event("consent.withdrawn", self._source, data))
         return done
 
     async def logout(self, address: str) -> bool:

@@ -18,8 +18,11 @@ from agent.components.outbox import OutboxComponent
 from agent.components.readers import Readers
 from agent.components.sync import Sync
 from agent.components.wifi import GuestWifiComponent, PresenceComponent
+from agent.o2o.members import Members
+from agent.o2o.offers import Offers
 from agent.o2o.qr import Qr
 from agent.o2o.stock import Stock
+from agent.o2o.store_kpis import StoreKpis
 from agent.rules.engine import RulesEngine
 from agent.rules.exit_gate import ExitGate
 from agent.rules.selfcheckout import SelfCheckout
@@ -31,9 +34,12 @@ COMPONENTS: list[type[Component]] = [
     Catalog,             # catalog and sold ledger, read by the rules
     ConfigControl,       # config/set, reload-config
     ActivityComponent,   # the staff page's feed, gate alarms, the last hour
+    Members,             # members/set: who may be recognised, with which consents
     ExitGate,            # rules before their sources, so no tag event is missed
     SelfCheckout,
     Stock,               # stock per GTIN and zone from RFID (agent/o2o/stock_counts.py)
+    Offers,              # proximity offers: campaigns/set, A/B with holdout, attribution
+    StoreKpis,           # the day's O2O measures, kpi.daily
     RulesEngine,
     Readers,
     Ble,

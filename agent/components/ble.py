@@ -11,9 +11,11 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from pydantic import BaseModel
 
+from agent.beacons import ConfigPeople
 from agent.ble import BleRunner
 from agent.component import Component, Context, Reason
 from agent.config import BleConfig, Config
+from agent.o2o.members import Members
 
 __all__ = ["Ble", "BleStatus", "ble_health"]
 
@@ -51,6 +53,23 @@ def ble_health(state: str, reason: str | None, beacons: Iterable[dict[str, Any]]
     return out
 
 
+class _People:
+    """Members of members/set (with personalisation consent), then the deprecated [ble] lists."""
+
+    def __init__(self, ctx: Context, config: BleConfig) -> None:
+        self.ctx = ctx
+        self.legacy = ConfigPeople(config)
+
+    def is_person(self, uuid: str) -> bool:
+        members = self.ctx.get(Members)
+        return (members is not None and members.is_person(uuid)) or self.legacy.is_person(uuid)
+
+    def member_of(self, uuid: str, major: int, minor: int) -> str | None:
+        members = self.ctx.get(Members)
+        found = members.member_of(uuid, major, minor) if members is not None else None
+        return found or self.legacy.member_of(uuid, major, minor)
+
+
 class Ble(Component):
     key = "ble"
     status_model = BleStatus
@@ -71,7 +90,20 @@ class Ble(Component):
         ble = config.ble
         if self.ctx.demo and ble.source.startswith("replay:"):
             ble = self._demo_capture(ble)
-        return BleRunner(ble, self.ctx.hub, config.store.gateway)
+        if ble.person_uuids or ble.opted_in:
+            log.warning("ble: [ble] person_uuids and opted_in are deprecated and will be removed in the next "
+                        "release: send the store app's members with their consents on members/set instead")
+        return BleRunner(ble, self.ctx.hub, config.store.gateway, people=_People(self.ctx, ble))
+
+    async def start(self) -> None:
+        members = self.ctx.get(Members)
+        if members is not None:
+            members.on_forget.append(self.runner.tracker.forget)
+
+    async def stop(self) -> None:
+        members = self.ctx.get(Members)
+        if members is not None and self.runner.tracker.forget in members.on_forget:
+            members.on_forget.remove(self.runner.tracker.forget)
 
     def tasks(self) -> Iterable[tuple[str, Callable[[], Awaitable[None]]]]:
         return [("ble", self.runner.run)]

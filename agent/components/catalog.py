@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -82,14 +83,29 @@ class Catalog(Component):
             log.warning("sold/add rejected: %s", errors[0]["message"])
             self.ctx.publish("sold.rejected", {"error": errors[0]["message"], "problems": exc.error_count()})
             return None
-        await self.add_sold(doc.epcs, reason=doc.reason, source="cloud")
+        extra: dict[str, Any] = {}
+        if doc.member is not None:  # what was bought, priced from the catalog, for the offers' attribution
+            extra = {"member": doc.member, "payment_id": doc.payment_id, "items_sold": self._items(doc.epcs)}
+        await self.add_sold(doc.epcs, reason=doc.reason, source="cloud", extra=extra)
         return None
 
-    async def add_sold(self, epcs: list[str], *, reason: str, source: str) -> int:
+    def _items(self, epcs: list[str]) -> list[dict[str, Any]]:
+        from drivers.rfid.epc import decode_sgtin
+
+        out = []
+        for epc in epcs:
+            sgtin = decode_sgtin(bytes.fromhex(epc))
+            if sgtin is not None:
+                item = self.data.lookup(sgtin.gtin)
+                out.append({"gtin": sgtin.gtin, "price": str(item.price) if item else None})
+        return out
+
+    async def add_sold(self, epcs: list[str], *, reason: str, source: str,
+                       extra: dict[str, Any] | None = None) -> int:
         """Durable before it returns: a gate must never alarm for these once this is done."""
         ttl_s = self.ctx.config.checkout.sold_ttl_days * 86400
         n = await self.data.add_sold(epcs, reason=reason, source=source, ttl_s=ttl_s)
-        self.ctx.publish("sold.added", {"count": n, "reason": reason})
+        self.ctx.publish("sold.added", {"count": n, "reason": reason, **(extra or {})})
         log.info("sold ledger: %d EPC(s) added (%s)", n, reason)
         return n
 

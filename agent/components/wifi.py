@@ -85,6 +85,13 @@ class GuestWifiComponent(Component):
 
     async def start(self) -> None:
         await self.consents.open()
+        self.wifi.offers = self._offers_of
+
+    def _offers_of(self, session: Any) -> list[dict[str, Any]]:
+        from agent.o2o.offers import Offers  # the offers feature, when it runs
+
+        offers = self.ctx.get(Offers)
+        return [] if offers is None or session.member is None else offers.offers_of(session.member)
 
     async def stop(self) -> None:
         await self.consents.close()

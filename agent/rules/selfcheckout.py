@@ -99,7 +99,8 @@ class SelfCheckout(Rule):
     def unwatch(self, station: str, q: asyncio.Queue[dict[str, Any]]) -> None:
         self._views[station].discard(q)
 
-    async def pay(self, station: str, payment_id: str, basket_id: str, total: Decimal) -> tuple[Receipt, bool]:
+    async def pay(self, station: str, payment_id: str, basket_id: str, total: Decimal, *,
+                  member: str | None = None) -> tuple[Receipt, bool]:
         """Record a payment; (receipt, duplicate). Raises PaymentError with the HTTP status to return."""
         async with self._locks[station]:
             checked = self.rules.check_payment(station, payment_id, basket_id, total)
@@ -111,11 +112,12 @@ class SelfCheckout(Rule):
                                              ttl_s=self.ctx.config.checkout.sold_ttl_days * 86400)
             receipt = self.rules.record_payment(payment_id, basket, time.time())
             self.payments += 1
-            self.ctx.hub.publish(Event("checkout.paid", station, {
-                "station": station, "payment_id": payment_id, "basket_id": basket.basket_id,
-                "lines": [ln.to_dict() for ln in basket.lines], "total": str(basket.total),
-                "currency": basket.currency, "items": len(basket.epcs),
-            }))
+            paid = {"station": station, "payment_id": payment_id, "basket_id": basket.basket_id,
+                    "lines": [ln.to_dict() for ln in basket.lines], "total": str(basket.total),
+                    "currency": basket.currency, "items": len(basket.epcs)}
+            if member is not None:
+                paid["member"] = member
+            self.ctx.hub.publish(Event("checkout.paid", station, paid))
             log.info("checkout %s: paid %s %s for %d item(s) (payment %s)", station, basket.total, basket.currency,
                      len(basket.epcs), payment_id)
             self.tick(self._clock())

@@ -43,6 +43,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Requests to this daemon are small; a big body is an attack or a bug (413).
 MAX_REQUEST_BYTES = 64 * 1024
 ROUTES_KEY: web.AppKey[dict[Any, Route]] = web.AppKey("routes", dict)
+# How long a stop waits for requests in progress (a staff page's live stream never ends by itself).
+SHUTDOWN_S = 1.0
 # Headers an error answer keeps when it is rewritten as JSON.
 _KEEP_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
@@ -156,7 +158,9 @@ def make_app(ctx: Context, registry: Sequence[type[Component]], *, users: dict[s
 async def serve(app: web.Application, listen: str, tls_cert: Path | None, tls_key: Path | None
                 ) -> tuple[web.AppRunner, int]:
     """Listen on "HOST:PORT" (HTTPS with a certificate and key); the runner and the port it got."""
-    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False)
+    # Open pages hold server-sent event streams: at stop they are cut after a second, not waited for a minute.
+    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False,
+                           shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
     ssl_context = None
     if tls_cert is not None and tls_key is not None:

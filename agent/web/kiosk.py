@@ -43,6 +43,8 @@ class PayRequest(BaseModel):
     payment_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
     basket_id: str = Field(min_length=1, max_length=64)
     total: str = Field(pattern=r"^\d{1,9}(\.\d{1,4})?$")
+    # The loyalty card scanned at the kiosk, if any: how a purchase is attributed to the offers the member saw.
+    member: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@+-]+$")
 
 
 class BasketLine(BaseModel):
@@ -122,7 +124,7 @@ async def pay(comp: SelfCheckout, request: web.Request) -> web.Response:
         log.info("kiosk %s: pay refused: %s", station, detail)
         return _error(400, detail)
     try:
-        receipt, duplicate = await comp.pay(station, req.payment_id, req.basket_id, total)
+        receipt, duplicate = await comp.pay(station, req.payment_id, req.basket_id, total, member=req.member)
     except PaymentError as exc:
         log.info("kiosk %s: pay %s refused (%d): %s", station, req.payment_id, exc.status, exc.message)
         return _error(exc.status, exc.message)
