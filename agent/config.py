@@ -192,6 +192,12 @@ class OffersConfig(Section):
     signage: list[SignageScreen] = Field(default_factory=list)
 
 
+class CollectConfig(Section):
+    """Click-and-collect (agent/o2o/collect.py): orders arrive on collect/add."""
+
+    stale_after_days: float = Field(default=3.0, gt=0, le=365)  # waiting longer than this: flagged for staff
+
+
 class Config(Section):
     """The whole daemon. `version` orders pushes from central ops (0 = local file only)."""
 
@@ -207,6 +213,7 @@ class Config(Section):
     wifi: WifiConfig = Field(default_factory=WifiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     offers: OffersConfig = Field(default_factory=OffersConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
     stock: StockConfig | None = None
 
 

@@ -18,6 +18,7 @@ from agent.components.outbox import OutboxComponent
 from agent.components.readers import Readers
 from agent.components.sync import Sync
 from agent.components.wifi import GuestWifiComponent, PresenceComponent
+from agent.o2o.collect import Collect
 from agent.o2o.members import Members
 from agent.o2o.offers import Offers
 from agent.o2o.qr import Qr
@@ -39,6 +40,7 @@ COMPONENTS: list[type[Component]] = [
     SelfCheckout,
     Stock,               # stock per GTIN and zone from RFID (agent/o2o/stock_counts.py)
     Offers,              # proximity offers: campaigns/set, A/B with holdout, attribution
+    Collect,             # click-and-collect: arrival, handover
     StoreKpis,           # the day's O2O measures, kpi.daily
     RulesEngine,
     Readers,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -28,7 +29,10 @@ async def in_thread(fn: Any, *args: Any) -> Any:
 async def until(driver: WebDriver, condition: Any, timeout: float = 20) -> Any:
     deadline = time.monotonic() + timeout
     while True:
-        value = await in_thread(condition, driver)
+        try:
+            value = await in_thread(condition, driver)
+        except WebDriverException:  # not on the page yet
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
