@@ -109,8 +109,6 @@ def test_cmd_times_out_cleanly_on_a_gateway_that_does_not_answer(mosquitto: Mosq
     assert mute.received[0][0] == "cmd/ping" and set(mute.received[0][1]) == {"id", "args"}
 
 
-@pytest.mark.xfail(reason="needs gateway side: `backlog` {events, oldest_age_s} and `health` {level, summary} in the "
-                          "retained state (birth, and republished when they change)", strict=False)
 def test_fleet_shows_backlog_and_health(fleet: TestFleet, ops: Callable[..., Result]) -> None:
     from tests.agent.ops.conftest import DOOR_READER, LOOP_READER
 

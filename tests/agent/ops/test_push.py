@@ -165,7 +165,7 @@ def test_a_push_that_removes_a_reader_must_name_it(fleet: TestFleet, ops: Callab
     assert ops("push", floor_only, "--all", "--remove", "readers!").code == 2
 
 
-# -- what needs the gateway side (see docs/ops.md, "What the gateways still have to do") -----------------
+# -- what ops relies on from the gateway side (docs/ops.md, "What ops relies on from the gateways") --------
 
 
 @pytest.mark.xfail(reason="needs gateway side: config/reported (retained) on every connect with `config` (its running "
@@ -177,8 +177,6 @@ def test_dry_run_diffs_against_the_running_config_a_gateway_reports(three: TestF
     assert '  ~ store.name: "" -> "Spring layout"' in r.out
 
 
-@pytest.mark.xfail(reason="needs gateway side: an `applied` config/reported carries `running_version` and `config`",
-                   strict=False)
 def test_applied_report_carries_the_running_version_and_config(three: TestFleet, ops: Callable[..., Result], keys,  # type: ignore[no-untyped-def]
                                                               tmp_path: Path) -> None:
     assert ops("push", write(tmp_path, PUSH), "--all", "--key", keys.private_path).code == 0
@@ -188,8 +186,6 @@ def test_applied_report_carries_the_running_version_and_config(three: TestFleet,
     assert "storage" not in report["config"] and "mqtt" not in report["config"]
 
 
-@pytest.mark.xfail(reason="needs gateway side: a retained config/set whose version equals the running one is ignored "
-                          "(no `rejected: stale` report over the `applied` one)", strict=False)
 def test_restarting_a_gateway_does_not_turn_its_report_into_a_rejection(three: TestFleet, ops: Callable[..., Result],  # type: ignore[no-untyped-def]
                                                                          keys, tmp_path: Path) -> None:
     assert ops("push", write(tmp_path, PUSH), "--all", "--key", keys.private_path).code == 0
@@ -199,8 +195,6 @@ def test_restarting_a_gateway_does_not_turn_its_report_into_a_rejection(three: T
     assert three.messages(f"{gw.topic}/config/reported")[-1]["status"] == "applied"
 
 
-@pytest.mark.xfail(reason="needs gateway side: a retained config/set whose version equals the running one is ignored, "
-                          "so a broker restart makes no gateway re-apply or re-report anything", strict=False)
 def test_broker_restart_makes_no_gateway_re_report(three: TestFleet, ops: Callable[..., Result], keys,  # type: ignore[no-untyped-def]
                                                    tmp_path: Path) -> None:
     assert ops("push", write(tmp_path, PUSH), "--all", "--key", keys.private_path).code == 0

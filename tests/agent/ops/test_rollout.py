@@ -126,8 +126,6 @@ def test_rollout_stops_when_a_gateway_goes_offline_while_soaking(fleet: TestFlee
     assert fleet.gateways["s1/gw-b"].pushed() is None
 
 
-@pytest.mark.xfail(reason="needs gateway side: `health` {level, summary} in the retained state, republished when the "
-                          "level changes", strict=False)
 def test_rollout_stops_at_a_gateway_whose_health_is_red(fleet: TestFleet, ops: Callable[..., Result], keys,  # type: ignore[no-untyped-def]
                                                         tmp_path: Path) -> None:
     for gateway in ("gw-a", "gw-b"):  # the only reader is unplugged: "No RFID reader is working" is red
