@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config import load_config
-from agent.errors import ConfigError, O2OEdgeError
+from agent.errors import ConfigError, O2OEdgeError, StorageError
 
 __all__ = ["main"]
 
@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help=f"config file (default {DEFAULT_CONFIG}; with --demo, config/demo.toml)")
     run.add_argument("--demo", action="store_true", help="start simulated readers on ptys for readers with a [simulator]")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level")
-    check = sub.add_parser("check-config", help="validate a config file; print every problem with its key path")
+    check = sub.add_parser("check-config", help="validate a config file; print every problem with its key path "
+                                                 "(exit 78 if invalid) and warnings (exit 0)")
     check.add_argument("path", type=Path)
     hp = sub.add_parser("hash-password", help="print a [[http.users]] entry for a staff login (password on stdin)")
     hp.add_argument("user")
@@ -61,22 +62,35 @@ def _hash_password(user: str, role: str) -> int:
 
 
 def _check_config(path: Path) -> int:
+    """Every error with its key path (exit 78, EX_CONFIG, as `run` gives for the same file), else ok and
+    the warnings (exit 0)."""
+    from agent.check_config import warnings
+    from agent.startup import EXIT_CONFIG
+
     try:
         config = load_config(path)
     except ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     readers = len(config.rfid.readers)
     print(f"{path}: ok (store {config.store.id}, gateway {config.store.gateway}, "
           f"{readers} reader(s), config version {config.version})")
+    found = warnings(config)
+    if found:
+        print(f"{path}: {len(found)} warning(s)", file=sys.stderr)
+        for problem in found:
+            print(f"  warning: {problem}", file=sys.stderr)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
+    """The daemon; every start-up failure is one log line and an exit code (agent/startup.py)."""
     from agent.app import Agent
+    from agent.instance_lock import InstanceLock
     from agent.logs import setup_logging
+    from agent.startup import EXIT_CANTCREAT, EXIT_CONFIG, EXIT_ERROR, StartupError, preflight
 
     path = args.config or (DEMO_CONFIG if args.demo else DEFAULT_CONFIG)
     setup_logging(args.log_level or "info")
@@ -84,14 +98,21 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(path)
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
-        return 78  # EX_CONFIG: systemd's RestartPreventExitStatus can tell it from a crash
+        return EXIT_CONFIG  # systemd's RestartPreventExitStatus can tell it from a crash
     setup_logging(args.log_level or config.logging.level)
-    agent = Agent(config, demo=args.demo, config_path=path)
     try:
-        asyncio.run(agent.run())
+        with InstanceLock(config.storage.path.parent):
+            preflight(config)
+            asyncio.run(Agent(config, demo=args.demo, config_path=path).run())
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return exc.exit_code
+    except StorageError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_CANTCREAT
     except O2OEdgeError as exc:
         log.error("cannot run: %s", exc)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         pass
     return 0

@@ -272,6 +272,15 @@ _MESSAGES = {
 }
 
 
+def _numeric_string(value: Any) -> bool:
+    """"115200", "3.5": a number written as a string (strict numbers refuse it; say how to fix it)."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
 def _problem(err: Any) -> ConfigProblem:
     # Validators on a model report at the model's own path; function-after wrappers add no loc.
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -280,6 +289,10 @@ def _problem(err: Any) -> ConfigProblem:
         msg = "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
     elif err["type"] == "literal_error":
         msg = "must be one of " + err["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+    elif err["type"] in ("int_type", "float_type") and isinstance(err.get("input"), bool):
+        msg = f"expected a number, not {str(err['input']).lower()}"
+    elif err["type"] in ("int_type", "float_type") and _numeric_string(err.get("input")):
+        msg = f"expected a number, not the string {err['input'][:40]!r} (write numbers without quotes)"
     elif err["type"] == "value_error":
         msg = str(err["ctx"].get("error", msg))
     return ConfigProblem(format_loc(loc), msg[0].lower() + msg[1:] if msg else msg)

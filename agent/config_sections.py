@@ -9,13 +9,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    Strict,
     field_validator,
     model_validator,
 )
@@ -51,8 +53,27 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host, port
 
 
+def _holds_a_number(annotation: Any) -> bool:
+    """int, float, or an optional one (bool is not a number here, nor a Literal of numbers)."""
+    kinds = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return int in kinds or float in kinds
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Strict mode for every int and float field: `baudrate = "115200"` or `= true` is a mistake in the file,
+        which pydantic's lax mode would quietly turn into a number. Only numbers: strings stay lax where a
+        file needs them to (paths, antenna numbers as TOML keys)."""
+        super().__pydantic_init_subclass__(**kwargs)
+        loose = [f for f in cls.model_fields.values()
+                 if _holds_a_number(f.annotation) and not any(isinstance(m, Strict) for m in f.metadata)]
+        for field in loose:
+            field.metadata.append(Strict())
+        if loose:
+            cls.model_rebuild(force=True, raise_errors=False)
 
 
 class SimulatorConfig(Section):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -28,6 +27,7 @@ from aiohttp.typedefs import Middleware
 
 from agent.component import Component, Context
 from agent.config import split_host_port
+from agent.startup import cannot_listen, server_tls
 from agent.status import status_model
 from agent.web.auth import FAILURE_WINDOW_S, MAX_FAILURES, SESSION_KEY, SessionStore
 from agent.web.openapi import build_openapi
@@ -158,20 +158,21 @@ def make_app(ctx: Context, registry: Sequence[type[Component]], *, users: dict[s
 async def serve(app: web.Application, listen: str, tls_cert: Path | None, tls_key: Path | None
                 ) -> tuple[web.AppRunner, int]:
     """Listen on "HOST:PORT" (HTTPS with a certificate and key); the runner and the port it got."""
+    ssl_context = None
+    if tls_cert is not None and tls_key is not None:
+        ssl_context = server_tls(tls_cert, tls_key, f"the listener on {listen}")
     # Open pages hold server-sent event streams: at stop they are cut after a second, not waited for a minute.
     runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False,
                            shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
-    ssl_context = None
-    if tls_cert is not None and tls_key is not None:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(str(tls_cert), str(tls_key))
     host, port = split_host_port(listen)
     site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
-    except BaseException:
+    except BaseException as exc:
         await runner.cleanup()
+        if isinstance(exc, OSError):
+            raise cannot_listen(listen, exc) from exc
         raise
     sockets = getattr(site._server, "sockets", None) or []
     return runner, sockets[0].getsockname()[1] if sockets else port

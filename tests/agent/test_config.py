@@ -137,7 +137,7 @@ def test_toml_syntax_error_and_unreadable_file(tmp_path: Path) -> None:
 def test_push_documents_use_the_same_schema() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"version": "seven", "store": {"id": "s", "gateway": "g"}}, "mqtt config/set")
-    assert [str(p) for p in info.value.problems] == ["version: input should be a valid integer, unable to parse string as an integer"]
+    assert [str(p) for p in info.value.problems] == ["version: input should be a valid integer"]
 
 
 def test_format_loc() -> None:
@@ -164,7 +164,7 @@ def test_check_config_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "ok" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL + "[mqtt]\nport = 70000\n")
-    assert main(["check-config", str(bad)]) == 1
+    assert main(["check-config", str(bad)]) == 78  # EX_CONFIG, as `run` exits for the same file
     err = capsys.readouterr().err
     assert "1 problem(s)" in err
     assert "mqtt.port: input should be less than or equal to 65535" in err
@@ -175,6 +175,6 @@ def test_check_config_console_script(tmp_path: Path) -> None:
     bad.write_text("[store]\n")
     exe = Path(sys.executable).with_name("o2o-edge")
     out = subprocess.run([str(exe), "check-config", str(bad)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1
+    assert out.returncode == 78
     assert "store.id: is required" in out.stderr
     assert "store.gateway: is required" in out.stderr

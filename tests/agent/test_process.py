@@ -168,8 +168,8 @@ def test_unopenable_storage_exits_non_zero_with_a_clear_message(tmp_path: Path) 
     path.write_text(f"[store]\nid='s'\ngateway='g'\n[storage]\npath='{tmp_path / 'file' / 'o.db'}'\n"
                     f"[http]\nlisten='127.0.0.1:{free_port()}'\n")
     out = subprocess.run([EXE, "run", "--config", str(path)], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 1
-    assert "cannot open outbox" in out.stderr
+    assert out.returncode == 73  # EX_CANTCREAT (agent/startup.py; more in tests/agent/test_startup.py)
+    assert "cannot write the storage directory" in out.stderr
     assert "Traceback" not in out.stderr
 
 
