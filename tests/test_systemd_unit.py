@@ -1,10 +1,16 @@
-"""The systemd unit: verified by systemd-analyze where it exists, and the settings ops rely on."""
+"""The systemd unit: verified by systemd-analyze where it exists, the settings ops rely on, and its command
+lines run as systemd would run them (exit codes against RestartPreventExitStatus, sd_notify, stop timeout)."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +49,76 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (out.stdout + out.stderr).splitlines() if "o2o-edge.service" in line]
     assert out.returncode == 0 and not problems, out.stdout + out.stderr
+
+
+# -- the unit's command lines, run as systemd would run them ------------------------------------------
+
+def command(key: str, config: Path) -> list[str]:
+    """ExecStartPre= / ExecStart= as an argv, pointed at this checkout's venv and a test config."""
+    (line,) = settings()[key]
+    venv = Path(sys.executable).parent.parent
+    return [part.replace("/opt/o2o-edge/venv", str(venv)).replace("/etc/o2o-edge/o2o-edge.toml", str(config))
+            for part in shlex.split(line)]
+
+
+def unit_env(tmp_path: Path, notify: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    for assignment in settings()["Environment"]:
+        key, value = assignment.split("=", 1)
+        env[key] = value
+    if notify is not None:
+        env["NOTIFY_SOCKET"] = str(notify)
+        env["WATCHDOG_USEC"] = str(int(settings()["WatchdogSec"][0]) * 1_000_000)
+    return env
+
+
+def test_a_bad_config_stops_the_unit_for_good(tmp_path: Path) -> None:
+    """ExecStartPre fails with an exit code systemd will not restart on (the bug: check-config exited 1)."""
+    bad = tmp_path / "o2o-edge.toml"
+    bad.write_text('[store]\nid = "s"\n[rfid]\ngone_after_s = "3"\n')
+    prevent = {int(code) for code in settings()["RestartPreventExitStatus"][0].split()}
+    pre = subprocess.run(command("ExecStartPre", bad), capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env=unit_env(tmp_path))
+    assert pre.returncode in prevent, pre
+    assert "store.gateway: is required" in pre.stderr and "rfid.gone_after_s: expected a number" in pre.stderr
+    run = subprocess.run(command("ExecStart", bad), capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env=unit_env(tmp_path))
+    assert run.returncode in prevent and "Traceback" not in run.stderr, run
+
+
+def test_a_good_config_starts_notifies_and_stops_within_the_unit_timeouts(tmp_path: Path) -> None:
+    from tests.conftest import free_port, write_config
+
+    s = settings()
+    config = write_config(tmp_path, "o2o-edge.toml", http={"listen": f"127.0.0.1:{free_port()}", "api_token": "t"},
+                          mqtt={"enabled": False})
+    pre = subprocess.run(command("ExecStartPre", config), capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env=unit_env(tmp_path))
+    assert pre.returncode == 0, pre
+    notify = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(notify))
+    server.settimeout(float(s["TimeoutStartSec"][0]))
+    proc = subprocess.Popen(command("ExecStart", config), stderr=subprocess.PIPE, cwd=tmp_path,
+                            env=unit_env(tmp_path, notify))
+    try:
+        seen: list[str] = []
+        while not any("READY=1" in m for m in seen):  # Type=notify: started when it says so
+            seen.append(server.recv(4096).decode())
+        server.settimeout(float(s["WatchdogSec"][0]))
+        while not any("WATCHDOG=1" in m for m in seen):
+            seen.append(server.recv(4096).decode())
+        # Restart=on-failure retries exit 75 (another instance), which clears when the other one stops.
+        second = subprocess.run(command("ExecStart", config), capture_output=True, text=True, timeout=60,
+                                cwd=tmp_path, env=unit_env(tmp_path))
+        assert second.returncode == 75 and len(second.stderr.splitlines()) == 1, second
+        assert str(second.returncode) not in s["RestartPreventExitStatus"][0].split()
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)  # KillMode=mixed: SIGTERM to the main process first
+        assert proc.wait(float(s["TimeoutStopSec"][0])) == 0
+        assert time.monotonic() - t0 < float(s["TimeoutStopSec"][0])
+    finally:
+        server.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
