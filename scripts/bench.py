@@ -846,6 +846,14 @@ def bench_stock() -> list[Figure]:
                    "hub publish to one subscriber")]
 
 
+def bench_offers() -> list[Figure]:
+    from bench_offers import offers_figures  # scripts/ is on sys.path when this runs as a script
+
+    return [Figure(name, value, unit, ref, ref_name, target) for name, value, unit, ref, ref_name, target
+            in offers_figures()]
+
+
+BENCHES["offers"] = bench_offers
 BENCHES["stock"] = bench_stock
 BENCHES["ble"] = bench_ble
 BENCHES["mqtt"] = bench_mqtt

@@ -18,11 +18,12 @@ Exposures live in o2o.db, so caps and attribution survive a restart.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -40,7 +41,7 @@ from agent.o2o.offers_store import (
     forget_member,
     load_state,
     save_campaigns,
-    save_exposure,
+    save_exposures,
 )
 from agent.o2o.offers_web import offers_routes
 from agent.web.routes import Route
@@ -55,6 +56,10 @@ MAX_CAMPAIGNS_BYTES = 8 * 1024 * 1024
 MAX_EXPOSURES_PER_MEMBER = 200
 # People tracked in zones at once; beyond, the oldest presence is forgotten (counted).
 MAX_PRESENT = 50_000
+# Exposures are written in groups this often (caps and attribution read memory; the disk is for restarts).
+SAVE_EVERY_S = 1.0
+# Exposures waiting to be written; a disk that stalls this long loses them for restarts only (counted).
+MAX_UNSAVED = 100_000
 
 
 @dataclass(slots=True)
@@ -113,6 +118,8 @@ class Offers(Rule):
         self._exposures: dict[str, deque[Exposure]] = defaultdict(lambda: deque(maxlen=MAX_EXPOSURES_PER_MEMBER))
         self._wifi_marketing: dict[str, bool] = {}
         self.counts = dict.fromkeys(("moments", "triggered", "held_out", "capped", "redeemed"), 0)
+        self._unsaved: list[Exposure] = []  # written in one transaction every SAVE_EVERY_S
+        self.lost_exposures = 0
 
     async def start(self) -> None:
         state = await self._db.open(load_state)
@@ -131,7 +138,27 @@ class Offers(Rule):
         members = self.ctx.get(Members)
         if members is not None and self.forget in members.on_forget:
             members.on_forget.remove(self.forget)
-        await self._db.close()
+        try:
+            await self._save()
+        finally:
+            await self._db.close()
+
+    def tasks(self) -> Iterable[tuple[str, Callable[[], Awaitable[None]]]]:
+        return [("offers exposures", self._save_loop)]
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_EVERY_S)
+            await self._save()
+
+    async def _save(self) -> None:
+        batch, self._unsaved = self._unsaved, []
+        if batch:
+            try:
+                await self._db.run(save_exposures, batch)
+            except Exception:
+                self._unsaved[:0] = batch[: MAX_UNSAVED - len(self._unsaved)]  # again next time
+                raise
 
     def forget(self, member: str) -> None:
         """A member withdrew: their exposures go (memory now, disk in the background)."""
@@ -260,7 +287,10 @@ class Offers(Rule):
         decision = Triggered(c, member, variant, held_out, zone, trigger)
         exposure = Exposure(c.id, member, variant, held_out, wall, day)
         self._exposures[member].append(exposure)
-        self._db.submit(save_exposure, exposure).add_done_callback(_log_failure)
+        if len(self._unsaved) < MAX_UNSAVED:
+            self._unsaved.append(exposure)
+        else:
+            self.lost_exposures += 1  # kept in memory for today's caps; a restart would not see it
         kind = "offer.held_out" if held_out else "offer.triggered"
         self.counts["held_out" if held_out else "triggered"] += 1
         self.ctx.hub.publish(Event(kind, self.ctx.gateway, decision.data()))

@@ -11,7 +11,7 @@ import orjson
 
 from agent.storage import storage_errors, transaction
 
-__all__ = ["Exposure", "forget_member", "load_state", "save_campaigns", "save_exposure"]
+__all__ = ["Exposure", "forget_member", "load_state", "save_campaigns", "save_exposures"]
 
 # Exposures older than this are not loaded back (no attribution window is longer) and are deleted.
 KEEP_S = 90 * 86400
@@ -60,10 +60,11 @@ def save_campaigns(conn: sqlite3.Connection, version: int, doc: dict[str, Any]) 
                      (version, orjson.dumps(doc)))
 
 
-def save_exposure(conn: sqlite3.Connection, e: Exposure) -> None:
+def save_exposures(conn: sqlite3.Connection, exposures: list[Exposure]) -> None:
     with storage_errors("exposure write failed"), transaction(conn):
-        conn.execute("INSERT INTO offer_exposures (campaign, member, variant, held_out, ts, day) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (e.campaign, e.member, e.variant, int(e.held_out), e.ts, e.day))
+        conn.executemany("INSERT INTO offer_exposures (campaign, member, variant, held_out, ts, day) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [(e.campaign, e.member, e.variant, int(e.held_out), e.ts, e.day) for e in exposures])
 
 
 def forget_member(conn: sqlite3.Connection, member: str) -> None:
