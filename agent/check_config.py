@@ -43,8 +43,7 @@ def _secrets(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
 def _placeholders(config: Config) -> Iterator[ConfigProblem]:
     for path, secret in _secrets(config):
         if any(p in secret.lower() for p in PLACEHOLDERS):
-            yield ConfigProblem(path, "still the example's placeholder: set a real secret "
-                                      "(e.g. the output of `openssl rand -hex 24`)")
+            yield ConfigProblem(path, "still the example's placeholder: replace it with this store's secret")
 
 
 def _ports(config: Config) -> Iterator[ConfigProblem]:
