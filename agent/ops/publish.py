@@ -6,6 +6,9 @@ desired state (the versioned, whole-replace documents are; `collect/add` adds
 orders and is not), and the pydantic model the gateway validates it with. A
 model that is not installed here (the O2O modules under agent/o2o/ are newer
 than some installs) leaves a check of the top-level keys only, and says so.
+
+A versioned document's answer is the report of its version; an unversioned
+one's (`collect/reported`) is the first report after the publish.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("members", "members/set", True, ("agent.o2o.members:MembersDoc",), {"version": int, "members": list}),
     Kind("campaigns", "campaigns/set", True, ("agent.o2o.campaigns:CampaignsDoc",),
          {"version": int, "campaigns": list}),
-    Kind("collect", "collect/add", False, ("agent.o2o.collect:CollectAddDoc",), {"orders": list}, reported=False),
+    Kind("collect", "collect/add", False, ("agent.o2o.collect:CollectAdd",), {"orders": list}),
     Kind("qr", "qr/set", True, ("agent.o2o.qr_codes:QrDoc", "agent.o2o.qr:QrDoc"),
          {"version": int, "base_url": str, "codes": list},
          optional=("allowed_hosts",)),
@@ -102,6 +105,13 @@ def check_document(kind: Kind, doc: dict[str, Any], source: str) -> str:
     return how
 
 
+def _answers(kind: Kind, report: dict[str, Any], version: Any) -> bool:
+    """Whether `report` answers the document just published."""
+    if kind.versioned:
+        return bool(report) and report.get("version") == version
+    return bool(report)  # forgotten before the publish: any report now is the answer
+
+
 def _applied_version(report: dict[str, Any] | None) -> int | None:
     if report and report.get("status") == APPLIED and isinstance(report.get("version"), int):
         return int(report["version"])
@@ -119,6 +129,9 @@ async def publish(obs: Observer, kind: Kind, doc: dict[str, Any], targets: list[
             raise UsageError(f"{kind.name} version {version} is not newer than what runs ({', '.join(stale)}): "
                              "raise the document's version")
     old = {k: _applied_version(fleet.get(k).reports.get(kind.name)) for k in targets}
+    if not kind.versioned:  # its answer is the next report: forget the one kept from before
+        for k in targets:
+            fleet.get(k).reports.pop(kind.name, None)
     online = [k for k in targets if fleet.get(k).online]
     send = targets if kind.retain else online
     await obs.publish_json([(k.topic(kind.topic), doc) for k in send], retain=kind.retain)
@@ -127,7 +140,7 @@ async def publish(obs: Observer, kind: Kind, doc: dict[str, Any], targets: list[
         return fleet.get(key).reports.get(kind.name) or {}
 
     def answered(key: GatewayKey) -> bool:
-        return report(key).get("version") == version or fleet.get(key).online is not True
+        return _answers(kind, report(key), version) or fleet.get(key).online is not True
 
     if kind.reported:
         await obs.wait_until(lambda: all(answered(k) for k in online), wait_s)
@@ -139,8 +152,11 @@ async def publish(obs: Observer, kind: Kind, doc: dict[str, Any], targets: list[
 def _result(kind: Kind, gw: Gateway, report: dict[str, Any], version: Any, sent: bool,
             wait_s: float) -> tuple[str, str]:
     """(status, detail) of one target."""
-    if kind.reported and report.get("version") == version and report.get("status") in (APPLIED, REJECTED):
-        return report["status"], format_errors(report.get("errors")) if report["status"] == REJECTED else ""
+    if kind.reported and _answers(kind, report, version) and report.get("status") in (APPLIED, REJECTED):
+        errors = format_errors(report.get("errors")) if report.get("errors") else ""
+        orders = report.get("orders")
+        detail = f"orders: {', '.join(map(str, orders))}" if isinstance(orders, list) and orders else ""
+        return report["status"], "; ".join(d for d in (detail, errors) if d)
     if gw.state is None:
         return NEVER_SEEN, "kept on the broker: applied when it first connects" if sent else "not sent"
     if not gw.online:

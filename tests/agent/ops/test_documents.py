@@ -60,10 +60,8 @@ def test_unreadable_documents(tmp_path: Path, name: str, text: str, message: str
 
 def test_kinds_without_an_installed_model_get_their_top_level_keys_checked() -> None:
     collect = KINDS["collect"]
-    assert collect.models == ("agent.o2o.collect:CollectAddDoc",)
-    how = check_document(collect, {"orders": []}, "collect.json")
-    assert how.startswith("validated with") or how == (
-        "agent.o2o.collect.CollectAddDoc is not installed here: checked only the top-level keys (orders)")
+    with pytest.raises(DocumentError, match="orders"):
+        check_document(collect, {"order": []}, "collect.json")
     kind = KINDS["qr"]
     how = check_document(kind, {"version": 1, "base_url": "https://x", "codes": []}, "qr.json")
     assert how.startswith(("validated with agent.o2o.", "agent.o2o.qr_codes.QrDoc or agent.o2o.qr.QrDoc is not installed"))

@@ -97,19 +97,17 @@ def test_members_campaigns_qr_are_checked_published_retained_and_reported(
     assert "member:" in r.err  # the misspelt key
 
 
-def test_collect_goes_to_online_gateways_only(mosquitto: Mosquitto, ops: Callable[..., Result], tmp_path: Path) -> None:
-    here = FakeGateway(mosquitto, "s7", "gw-here", lambda t, d: [])
+def test_collect_goes_to_online_gateways_only(fleet: TestFleet, mosquitto: Mosquitto, ops: Callable[..., Result],
+                                              tmp_path: Path) -> None:
+    fleet.add("s7", "gw-here")
     gone = FakeGateway(mosquitto, "s7", "gw-gone", lambda t, d: [])
     gone.close()
-    try:
-        order = {"orders": [{"order_id": "A1", "member": "L1001", "pickup_point": "desk",
-                             "items": [{"gtin": "4006381333931"}]}]}
-        r = ops("publish", "collect", write(tmp_path, order), "--store", "s7")
-        assert r.code == 1, r  # one of the two could not get it
-        table = rows(r.out)
-        assert table["s7/gw-here"][1:3] == ["-", "sent"]
-        assert " ".join(table["s7/gw-gone"][1:]) == "- stopped not sent: collect/add is not kept for offline gateways"
-        time.sleep(0.2)
-        assert here.received == [("collect/add", order)]
-    finally:
-        here.close()
+    order = {"orders": [{"order_id": "A1", "member": "L1001", "pickup_point": "desk",
+                         "items": [{"gtin": "4006381333931"}]}]}
+    r = ops("publish", "collect", write(tmp_path, order), "--store", "s7", "--wait", "10")
+    assert r.code == 1, r  # one of the two could not get it
+    table = rows(r.out)
+    assert " ".join(table["s7/gw-here"][1:]) == "- applied orders: A1"
+    assert " ".join(table["s7/gw-gone"][1:]) == "- stopped not sent: collect/add is not kept for offline gateways"
+    assert [json.loads(p) for p in fleet.watch.payloads("o2o/v1/s7/gw-here/collect/add")] == [order]
+    assert not fleet.watch.payloads("o2o/v1/s7/gw-gone/collect/add")
