@@ -12,6 +12,8 @@ import os
 import sys
 from collections import deque
 
+from agent.redact import RedactSecrets
+
 __all__ = ["RecentLogs", "setup_logging"]
 
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -31,6 +33,7 @@ def setup_logging(level: str = "info") -> None:
         handler.setFormatter(_JournalFormatter("%(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -45,6 +48,7 @@ class RecentLogs(logging.Handler):
         super().__init__(logging.INFO)
         self.lines: deque[str] = deque(maxlen=keep)
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.addFilter(RedactSecrets())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -55,10 +55,10 @@ def verify_password(password: str, stored: str) -> bool:
 
 @dataclass(slots=True)
 class Session:
-    id: str
+    id: str = field(repr=False)  # the cookie: a secret, never in a log line
     user: str
     role: str  # "staff" (read-only) or "admin" (actions)
-    csrf: str
+    csrf: str = field(repr=False)
     expires: float
 
 

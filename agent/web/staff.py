@@ -20,7 +20,7 @@ from agent.component import Component, Context
 from agent.components.activity import ActivityComponent
 from agent.components.outbox import OutboxComponent
 from agent.config_push import masked_config
-from agent.web.auth import Session, SessionStore, session_of, verify_password
+from agent.web.auth import Session, SessionStore, session_of, user_of, verify_password
 from agent.web.metrics import CONTENT_TYPE, render
 from agent.web.ratelimit import RateLimiter
 from agent.web.routes import Access, Route
@@ -205,7 +205,7 @@ class StaffSite:
         }
         store = self.ctx.config.store
         name = f"o2o-edge-diagnostics-{store.id}-{store.gateway}-{int(time.time())}.json"
-        log.info("staff: %s downloaded a diagnostics bundle", session_of(request) or "api-token")
+        log.info("staff: %s downloaded a diagnostics bundle", user_of(request))
         return web.Response(body=json.dumps(bundle, indent=1, default=str).encode(), content_type="application/json",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
