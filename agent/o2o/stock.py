@@ -187,10 +187,14 @@ class Stock(Rule):
     def on_event(self, event: Event) -> None:
         d = event.data
         kind = event.kind
-        if kind == "tag.seen":
-            self.counts.seen(d["epc"], d.get("gtin"), d.get("zone", ""), d.get("reader") or event.source)
-        elif kind == "tag.gone":
-            self.counts.gone(d["epc"], d.get("zone", ""), d.get("reader") or event.source, d.get("reason", ""))
+        if kind in ("tag.seen", "tag.gone"):
+            epc, zone, reader = d.get("epc"), d.get("zone"), d.get("reader") or event.source
+            if not isinstance(epc, str) or not isinstance(zone, str):
+                return  # not a reader's tag event: nothing to count
+            if kind == "tag.seen":
+                self.counts.seen(epc, d.get("gtin"), zone, reader)
+            else:
+                self.counts.gone(epc, zone, reader, d.get("reason", ""))
         elif kind == "reader.online":
             self.counts.reader_online(d.get("reader") or event.source)
         elif kind == "reader.offline":

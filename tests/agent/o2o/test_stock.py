@@ -163,6 +163,11 @@ async def test_missing_tags_leave_after_their_rounds_and_offline_readers_keep_th
     hub.publish(tag("tag.gone", "A1", G1, "shoes", "r1", reason="timeout"))
     await wait_for(lambda: stock.counts.counts == {G1: {"back": 1}}, 5)  # r1 kept running: A1 is gone
     assert stock.counts.expired == 1
+    hub.publish(Event("tag.seen", "r1", {"zone": "shoes"}))  # not a reader's event: ignored, not a rule failure
+    hub.publish(Event("tag.gone", "r1", {"epc": 7, "zone": None}))
+    hub.publish(tag("tag.seen", "A3", G1, "back", "r1"))
+    await wait_for(lambda: len(stock.counts) == 2, 5)
+    assert (await agent.status())["rules"]["errors"] == {}
 
 
 async def test_a_config_push_changes_stock_in_place(agent: Agent, tmp_path: Path) -> None:
