@@ -239,8 +239,11 @@ class Readers(Component):
     # -- what staff and ops see --------------------------------------------------------------
 
     def status(self) -> ReadersStatus:
+        # In the config's order, whatever order they were (re)started in: rows stay put on the staff page.
+        order = {rc.id: i for i, rc in enumerate(self.ctx.config.rfid.readers)}
+        runners = sorted(self.runners.items(), key=lambda item: order.get(item[0], len(order)))
         return ReadersStatus([ReaderStatus(**r.snapshot().to_dict(), paused_by=self._paused_by.get(rid))
-                              for rid, r in self.runners.items()])
+                              for rid, r in runners])
 
     def health(self) -> Iterable[Reason]:
         runners = list(self.runners.values())

@@ -4,6 +4,7 @@ metrics, OpenAPI and /healthz. Everything a feature adds comes from its componen
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import re
@@ -133,10 +134,22 @@ class StaffSite:
         return web.Response(body=self.pages["login.html"], content_type="text/html",
                             headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
 
+    def _login_form(self, status: int, error: str, **headers: str) -> web.Response:
+        """The login page again, saying what went wrong (a form posted without JavaScript)."""
+        page = self.pages["login.html"].replace(b'<p id="error" role="alert"></p>',
+                                                f'<p id="error" role="alert">{html.escape(error)}</p>'.encode())
+        return web.Response(body=page, status=status, content_type="text/html",
+                            headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store", **headers})
+
     async def login(self, request: web.Request) -> web.Response:
+        """JSON in, JSON out (the page's script); a plain form post (no JavaScript) gets the page back with the
+        error, or a redirect to / with the session cookie."""
         address = request.remote or "?"
+        form = request.content_type != "application/json"
         if self.limiter.blocked(address):
             log.warning("login: too many failures from %s, refused", address)
+            if form:
+                return self._login_form(429, "Too many failed logins: wait a few minutes.", **{"Retry-After": "300"})
             return web.json_response({"error": "too many failed logins; wait a few minutes"}, status=429,
                                      headers={"Retry-After": "300"})
         if request.content_type == "application/json":
@@ -154,11 +167,14 @@ class StaffSite:
         if not ok or known is None:
             self.limiter.record(address)
             log.warning("login: failed for user %r from %s", name, address)
+            if form:
+                return self._login_form(401, "Wrong user name or password.")
             return web.json_response({"error": "wrong user name or password"}, status=401)
         self.limiter.forget(address)
         session = self.sessions.create(name, known[1])
         log.info("login: %s (%s) from %s", name, known[1], address)
-        resp = web.json_response({"user": name, "role": known[1], "csrf": session.csrf})
+        resp = (web.Response(status=303, headers={"Location": "/"}) if form
+                else web.json_response({"user": name, "role": known[1], "csrf": session.csrf}))
         resp.set_cookie(COOKIE, session.id, httponly=True, samesite="Strict", secure=self.secure_cookies, path="/")
         return resp
 
@@ -230,7 +246,8 @@ def staff_routes(site: StaffSite, status_model: type[BaseModel]) -> list[Route]:
         Route("GET", "/static/cards/{name}", site.card_script, o, "The status cards' scripts", content_type=asset,
               errors=(404,), params={"name": "file name"}, tag="staff"),
         Route("GET", "/login", site.login_page, o, "The login page", content_type=html, tag="staff"),
-        Route("POST", "/login", site.login, o, "Log in (JSON or form-encoded)", response=Me, body=Login,
+        Route("POST", "/login", site.login, o, "Log in: JSON gets JSON; a form post (no JavaScript) gets "
+              "303 to / with the cookie, or the login page with the error", response=Me, body=Login,
               errors=(400, 401, 429), tag="staff"),
         Route("POST", "/logout", site.logout, o, "Log out", response=LoggedOut, tag="staff"),
         Route("GET", "/api/me", site.me, s, "Who is logged in, and the CSRF token for actions", response=Me,

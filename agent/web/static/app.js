@@ -38,7 +38,7 @@ window.O2O = { card: (key, def) => { CARDS.set(key, def); }, $, el, api, act, fm
 let lastStatus = null;
 function renderStatus(s) {
   lastStatus = s;
-  $("store").textContent = s.store; $("gateway").textContent = s.gateway;
+  $("gateway").textContent = `${s.store} · ${s.gateway}`;  // #store holds the store's name (loadCards)
   const h = $("health"); h.className = "health " + s.health.level;
   $("health-summary").textContent = s.health.summary;
   $("health-reasons").replaceChildren(...s.health.reasons.slice(1).map((r) => el("li", r)));
