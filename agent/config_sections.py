@@ -141,6 +141,7 @@ class RfidConfig(Section):
 
 class StationConfig(Section):
     id: Ident
+    name: str = Field(default="", max_length=80)  # shown on the kiosk ("Till 1, by the door"); default: the id
     zones: list[Ident] = Field(min_length=1)
     token: SecretStr
     # A basket change is announced (basket.updated) once the basket has been still this long.

@@ -3,7 +3,8 @@
     GET  /api/checkout/{station}/basket   the priced basket (station token, or the ops api_token)
     POST /api/checkout/{station}/pay      {"payment_id", "basket_id", "total"} (station token)
     GET  /api/checkout/{station}/stream   server-sent events: the basket each time it settles
-    GET  /kiosk/{station}                 the live page (it reads ?token= from its own URL)
+    GET  /kiosk/{station}?token=…         the live page, in the shopper's language (Accept-Language), with the
+                                          station's name; "not set up" (401/404) on a wrong token or station
 
 Payment answers: 200 with the receipt (a retry of the same payment returns the
 same receipt with "duplicate": true), 400 malformed body, 401 wrong token,
@@ -14,8 +15,10 @@ same receipt with "duplicate": true), 400 malformed body, 401 wrong token,
 from __future__ import annotations
 
 import hmac
+import html
 import json
 import logging
+import re
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.kiosk_text import kiosk_text, pick_language
 from agent.rules.checkout import PaymentError
 from agent.web import sse
 from agent.web.routes import Access, Route
@@ -36,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # A kiosk pays a few baskets a minute; a bigger body is not a payment.
 MAX_PAY_BYTES = 4096
+# The page's template, read once: {{key}} placeholders filled per request (agent/kiosk_text.py).
+_TEMPLATE = resources.files("agent.web").joinpath("static/kiosk.html").read_text(encoding="utf-8")
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 class PayRequest(BaseModel):
@@ -142,14 +149,37 @@ async def stream(comp: SelfCheckout, request: web.Request) -> web.StreamResponse
         comp.unwatch(station, queue)
 
 
-async def page(comp: SelfCheckout, request: web.Request) -> web.Response:
-    if request.match_info["station"] not in comp.tokens:
-        return web.Response(status=404, text="no such station")
-    html = resources.files("agent.web").joinpath("static/kiosk.html").read_text(encoding="utf-8")
-    return web.Response(text=html, content_type="text/html",
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+def _render(lang: str, station_name: str, *, set_up: bool, status: int = 200) -> web.Response:
+    """The kiosk page in `lang`: live (it connects to its stream), or saying it is not set up."""
+    text = kiosk_text(lang)
+    values = {**text, "lang": lang, "station_name": station_name, "state": "connecting" if set_up else "not-set-up",
+              "state_text": text["connecting"] if set_up else text["not_set_up_state"]}
+    # The script's strings as JSON that cannot close its <script> element; the rest HTML-escaped. One pass, so
+    # a station name that looks like a placeholder stays a name.
+    values["text_json"] = json.dumps(text, ensure_ascii=False).replace("<", "\\u003c")
+    page = _PLACEHOLDER.sub(lambda m: values[m[1]] if m[1] == "text_json" else html.escape(values[m[1]]), _TEMPLATE)
+    return web.Response(text=page, status=status, content_type="text/html",
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Language": lang,
+                                 "Vary": "Accept-Language",
                                  "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
                                                             "script-src 'self' 'unsafe-inline'"})
+
+
+async def page(comp: SelfCheckout, request: web.Request) -> web.Response:
+    """The live page for `?token=` of a known station; otherwise the same page saying "not set up" (401/404),
+    so a kiosk screen tells staff what is wrong instead of trying to reconnect for ever."""
+    lang = pick_language(request.headers.get("Accept-Language"))
+    station = request.match_info["station"]
+    config = next((s for s in comp.ctx.config.checkout.stations if s.id == station), None)
+    if station not in comp.tokens or config is None:
+        log.warning("kiosk: page for unknown station %r requested from %s", station[:64], request.remote)
+        return _render(lang, station[:64], set_up=False, status=404)
+    given = request.query.get("token", "")
+    if not given or not hmac.compare_digest(given.encode(), comp.tokens[station].encode()):
+        log.warning("kiosk: page for %s refused from %s: %s", station, request.remote,
+                    "wrong token" if given else "no token")
+        return _render(lang, config.name or station, set_up=False, status=401)
+    return _render(lang, config.name or station, set_up=True)
 
 
 def kiosk_routes() -> list[Route]:
@@ -164,6 +194,7 @@ def kiosk_routes() -> list[Route]:
         Route("GET", "/api/checkout/{station}/stream", stream, Access.STATION,
               "The basket each time it settles (server-sent events)", content_type="text/event-stream",
               errors=(401, 404), params=st, tag="kiosk"),
-        Route("GET", "/kiosk/{station}", page, Access.STATION, "The kiosk's live page (reads ?token=)",
-              content_type="text/html", errors=(404,), params=st, tag="kiosk"),
+        Route("GET", "/kiosk/{station}", page, Access.STATION,
+              "The kiosk's live page (?token=), in the shopper's language; \"not set up\" on a wrong token or station",
+              content_type="text/html", errors=(401, 404), params=st, tag="kiosk"),
     ]

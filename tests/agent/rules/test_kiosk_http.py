@@ -26,10 +26,12 @@ async def test_stream_page_and_auth(config_factory, start_agent) -> None:  # typ
     ra = await start_agent(config(config_factory))
     base = ra.base_url
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{base}/kiosk/sco-1") as r:
+        async with http.get(f"{base}/kiosk/sco-1?token={TOKEN}") as r:
             assert r.status == 200 and "EventSource" in await r.text()
-        async with http.get(f"{base}/kiosk/nope") as r:
-            assert r.status == 404
+        async with http.get(f"{base}/kiosk/sco-1") as r:  # the page says so (tests/agent/web/test_kiosk_browser.py)
+            assert r.status == 401 and "This kiosk is not set up" in await r.text()
+        async with http.get(f"{base}/kiosk/nope?token={TOKEN}") as r:
+            assert r.status == 404 and "This kiosk is not set up" in await r.text()
         async with http.get(f"{base}/api/checkout/nope/basket", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             assert r.status == 404
         async with http.get(f"{base}/api/checkout/sco-1/basket") as r:
