@@ -33,6 +33,7 @@ from agent.web.auth import FAILURE_WINDOW_S, MAX_FAILURES, SESSION_KEY, SessionS
 from agent.web.openapi import build_openapi
 from agent.web.ratelimit import RateLimiter
 from agent.web.routes import Access, Route
+from agent.web.server import GuardedSite, guard_app, server_limits
 from agent.web.staff import COOKIE, StaffSite, staff_routes
 
 __all__ = ["all_routes", "make_app", "serve"]
@@ -162,11 +163,11 @@ async def serve(app: web.Application, listen: str, tls_cert: Path | None, tls_ke
     if tls_cert is not None and tls_key is not None:
         ssl_context = server_tls(tls_cert, tls_key, f"the listener on {listen}")
     # Open pages hold server-sent event streams: at stop they are cut after a second, not waited for a minute.
-    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False,
-                           shutdown_timeout=SHUTDOWN_S)
+    runner = web.AppRunner(guard_app(app), access_log=logging.getLogger("aiohttp.access"), handle_signals=False,
+                           shutdown_timeout=SHUTDOWN_S, **server_limits())
     await runner.setup()
     host, port = split_host_port(listen)
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+    site = GuardedSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException as exc:

@@ -13,6 +13,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from agent.component import Context
+from agent.web.server import http_metrics
 
 __all__ = ["CONTENT_TYPE", "render"]
 
@@ -43,6 +44,7 @@ class _Collector(Collector):
                                     value=pages * os.sysconf("SC_PAGE_SIZE"))
         except OSError:
             pass
+        yield from http_metrics()
         for comp in list(self.ctx.components.values()):
             yield from comp.metrics()
 
