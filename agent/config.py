@@ -133,6 +133,11 @@ class MqttConfig(Section):
     batch_max_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     # `events` messages published but not yet acknowledged.
     inflight: int = Field(default=16, ge=1, le=1000)
+    # After an outage, events younger than this and every business event go out ahead of the backlog,
+    # which follows marked "backlog": true (docs/cloud-contract.md); 0 sends everything oldest first.
+    live_age_s: float = Field(default=5.0, ge=0, le=3600)
+    # Live events wait this long after the previous live batch, so a trickle shares one message.
+    linger_ms: int = Field(default=50, ge=0, le=5000)
     compression: Literal["none", "zlib", "zstd"] = "none"
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)

@@ -42,6 +42,12 @@ _PRIORITY_BY_KIND: dict[str, Priority] = {
     "gate.alarm": Priority.BUSINESS,
     "consent.given": Priority.BUSINESS,
     "consent.withdrawn": Priority.BUSINESS,
+    # Offers and click-and-collect are sales too: kept last, and sent ahead of a backlog (agent/sync/lanes.py).
+    "offer.triggered": Priority.BUSINESS,
+    "offer.held_out": Priority.BUSINESS,
+    "offer.redeemed": Priority.BUSINESS,
+    "collect.arrived": Priority.BUSINESS,
+    "collect.handed_over": Priority.BUSINESS,
 }
 
 

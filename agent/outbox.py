@@ -274,13 +274,17 @@ class Outbox:
     # -- reading and acknowledging -----------------------------------------------------------
 
     async def take(self, after_seq: int = 0, limit: int = 1000, max_bytes: int | None = None, *,
-                   skip_business_upto: int = 0) -> list[OutboxRow]:
-        """The oldest rows with seq > `after_seq`, at most `limit` rows and about `max_bytes` (never fewer than one);
-        business rows with seq <= `skip_business_upto` are left out (the live lane sends them)."""
+                   skip_business_upto: int = 0, before: int | None = None) -> list[OutboxRow]:
+        """The oldest rows with seq > `after_seq` (and < `before`), at most `limit` rows and about `max_bytes` (never
+        fewer than one); business rows with seq <= `skip_business_upto` are left out (another lane sends them)."""
+        where = ""
+        args: tuple[int, ...] = ()
+        if before is not None:
+            where, args = " AND seq < ?", (before,)
         if skip_business_upto > after_seq:
-            return await self._r.run(db.take, after_seq, limit, max_bytes, "AND NOT (priority = ? AND seq <= ?)",
-                                     (int(Priority.BUSINESS), skip_business_upto))
-        return await self._r.run(db.take, after_seq, limit, max_bytes)
+            where += " AND NOT (priority = ? AND seq <= ?)"
+            args += (int(Priority.BUSINESS), skip_business_upto)
+        return await self._r.run(db.take, after_seq, limit, max_bytes, where, args)
 
     async def take_business(self, after_seq: int, upto: int, limit: int = 1000) -> list[OutboxRow]:
         """Business rows (sales, alarms, consents) with after_seq < seq <= upto, oldest first, by the index."""

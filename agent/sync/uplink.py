@@ -24,7 +24,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -36,6 +36,7 @@ from agent.errors import StorageError
 from agent.events import format_ts
 from agent.outbox import Outbox, OutboxRow
 from agent.sync.client import Message, MqttClient, MqttError, Will
+from agent.sync.lanes import Batch, Lanes
 from agent.sync.topics import Topics
 from drivers.backoff import Backoff
 
@@ -49,6 +50,8 @@ _STABLE_S = 30.0
 _PACKET_OVERHEAD = 512
 # How long the pump sleeps when the outbox is empty before looking again (new commits wake it earlier).
 _IDLE_WAIT_S = 1.0
+# In-flight slots only live batches may use: backlog batches take at most inflight minus these.
+_LIVE_SLOTS = 2
 CONTENT_TYPES = {
     "none": "application/json",
     "zlib": "application/json; compression=zlib",
@@ -56,9 +59,10 @@ CONTENT_TYPES = {
 }
 
 
-def encode_batch(gateway: str, rows: list[OutboxRow], compression: str = "none") -> bytes:
+def encode_batch(gateway: str, rows: list[OutboxRow], compression: str = "none", *, backlog: bool = False) -> bytes:
     """The `events` payload; the stored bodies are already the events' JSON, so they are spliced, not re-encoded."""
-    head = b'{"gateway":' + orjson.dumps(gateway) + b',"seq":' + str(rows[-1].seq).encode() + b',"events":['
+    mark = b',"backlog":true' if backlog else b""
+    head = b'{"gateway":' + orjson.dumps(gateway) + b',"seq":' + str(rows[-1].seq).encode() + mark + b',"events":['
     payload = head + b",".join(r.body for r in rows) + b"]}"
     if compression == "zlib":
         return zlib.compress(payload, 1)
@@ -112,7 +116,8 @@ class Uplink:
         self.control_dropped = 0
         self.disconnect_errors = 0
         self._inflight = 0
-        self._cursor = 0
+        self.ack_errors = 0  # acknowledged batches the outbox failed to delete (retried)
+        self.events_by_lane: dict[str, int] = {"live": 0, "business": 0, "backlog": 0}
         self._resync = asyncio.Event()
         self._connected_event = asyncio.Event()
         self.publish_latency_s: list[float] = []  # last PUBACK round trips, bounded below
@@ -215,7 +220,8 @@ class Uplink:
             with contextlib.suppress(MqttError, TimeoutError):
                 async with asyncio.timeout(1.0):
                     await client.publish(self.topics.state, orjson.dumps(
-                        {"online": False, "gateway": self.config.store.gateway, "reason": "shutdown"}), retain=True)
+                        {"online": False, "gateway": self.config.store.gateway, "reason": "shutdown",
+                         "at": format_ts(time.time())}), retain=True)
 
     async def publish(self, topic: str, payload: dict[str, Any], *, retain: bool = False) -> bool:
         """A control message (command result, config report). If the link is down it waits (bounded) and
@@ -241,84 +247,147 @@ class Uplink:
             self._pending_control.popleft()
 
     async def _pump(self, client: MqttClient) -> None:
+        """Send batches while connected: live rows first, the backlog behind them (agent/sync/lanes.py)."""
         cfg = self.config.mqtt
-        self._cursor = 0  # after a (re)connect, start from the oldest unacknowledged row
-        window = asyncio.Semaphore(cfg.inflight)
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        tasks: set[asyncio.Task[None]] = set()
-        props = None
+        lanes = Lanes(self.outbox, live_age_s=cfg.live_age_s)
+        await lanes.reset()
+        pump = _Pump(client, asyncio.Semaphore(cfg.inflight),
+                     # backlog batches leave slots to live ones: an alarm never waits for a full window of backlog
+                     asyncio.Semaphore(max(1, cfg.inflight - _LIVE_SLOTS)),
+                     asyncio.get_running_loop().create_future())
         if client.protocol == 5:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.ContentType = CONTENT_TYPES[cfg.compression]
+            pump.props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            pump.props.ContentType = CONTENT_TYPES[cfg.compression]
         try:
-            while not failed.done() and client.is_connected:
+            while not pump.failed.done() and client.is_connected:
                 if self._resync.is_set():
                     self._resync.clear()
                     # In-flight batches keep their futures; resending may duplicate them (at-least-once).
-                    self.batches_redelivered += len(tasks)
-                    self._cursor = 0
-                known = self.outbox.last_seq  # every row <= known is committed and visible to take()
-                max_bytes = cfg.batch_max_bytes
-                if client.max_packet_size:
-                    max_bytes = min(max_bytes, client.max_packet_size - _PACKET_OVERHEAD)
-                rows = await self.outbox.take(self._cursor, cfg.batch_max_events, max_bytes)
-                if len(rows) == 1 and len(rows[0].body) > max_bytes:
-                    # One event larger than the broker accepts would block the queue forever: drop it, loudly.
-                    self.too_large += 1
-                    log.error("mqtt: event %s (%s, %d bytes) exceeds the broker's packet limit; dropped",
-                              rows[0].id, rows[0].kind, len(rows[0].body))
-                    await self.outbox.ack_range(rows[0].seq, rows[0].seq)
-                    self._cursor = rows[0].seq
-                    continue
-                if not rows:
-                    self._cursor = max(self._cursor, known)  # nothing left in (cursor, known]
-                    waiter: asyncio.Future[Any] = asyncio.ensure_future(
-                        self.outbox.wait_for_rows(self._cursor, _IDLE_WAIT_S))
-                    watched: set[asyncio.Future[Any]] = {waiter, failed, client.disconnected}
-                    await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    continue
-                self._cursor = rows[-1].seq
-                payload = encode_batch(self.config.store.gateway, rows, cfg.compression)
-                acquire: asyncio.Future[Any] = asyncio.ensure_future(window.acquire())
-                await asyncio.wait({acquire, failed}, return_when=asyncio.FIRST_COMPLETED)
-                if not acquire.done():
-                    acquire.cancel()
-                    break
-                task = asyncio.create_task(self._send(client, payload, rows, props, window, failed))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if failed.done() and failed.exception() is not None:
-                raise failed.exception()  # type: ignore[misc]
+                    self.batches_redelivered += len(pump.tasks)
+                    await lanes.reset()
+                await self._pump_once(pump, lanes)
+            if pump.failed.done() and pump.failed.exception() is not None:
+                raise pump.failed.exception()  # type: ignore[misc]
             if not client.is_connected:
                 raise MqttError(client.disconnected.result() if client.disconnected.done() else "connection lost")
         finally:
-            for task in tasks:
+            for task in pump.tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*pump.tasks, return_exceptions=True)
             self._inflight = 0
 
-    async def _send(
-        self, client: MqttClient, payload: bytes, rows: list[OutboxRow], props: Properties | None,
-        window: asyncio.Semaphore, failed: asyncio.Future[None],
-    ) -> None:
+    async def _pump_once(self, pump: _Pump, lanes: Lanes) -> None:
+        cfg = self.config.mqtt
+        max_bytes = cfg.batch_max_bytes
+        if pump.client.max_packet_size:
+            max_bytes = min(max_bytes, pump.client.max_packet_size - _PACKET_OVERHEAD)
+        linger_left = pump.last_live + cfg.linger_ms / 1000 - time.monotonic()
+        if lanes.live_waiting and linger_left <= 0:
+            batch = await lanes.next_live(cfg.batch_max_events, max_bytes)
+            if batch is not None and await pump.acquire(pump.window):
+                pump.last_live = time.monotonic()
+                await self._start_send(pump, batch, max_bytes)
+            return
+        # What would make a live batch due: its linger running out, or new rows (then the linger, if any).
+        live_due: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.sleep(linger_left) if lanes.live_waiting
+            else self.outbox.wait_for_rows(lanes.live_cursor, _IDLE_WAIT_S))
+        try:
+            if not lanes.in_backlog:
+                await asyncio.wait({live_due, pump.failed, pump.client.disconnected},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                return
+            if not await pump.acquire(pump.backlog_window, live_due):
+                return  # live rows came first (or the link failed)
+        finally:
+            live_due.cancel()
+        batch = await lanes.next_backlog(cfg.batch_max_events, max_bytes)
+        if batch is None or not await pump.acquire(pump.window):
+            pump.backlog_window.release()
+            return
+        await self._start_send(pump, batch, max_bytes)
+
+    async def _start_send(self, pump: _Pump, batch: Batch, max_bytes: int) -> None:
+        """Hand a batch (whose slots are held) to its own task; an event too large for the broker is dropped."""
+        rows = batch.rows
+        if len(rows) == 1 and len(rows[0].body) > max_bytes:
+            # One event larger than the broker accepts would block the queue forever: drop it, loudly.
+            self.too_large += 1
+            log.error("mqtt: event %s (%s, %d bytes) exceeds the broker's packet limit; dropped",
+                      rows[0].id, rows[0].kind, len(rows[0].body))
+            await batch.remove()
+            pump.release(batch)
+            return
+        payload = encode_batch(self.config.store.gateway, rows, self.config.mqtt.compression, backlog=batch.backlog)
+        task = asyncio.create_task(self._send(pump, payload, batch))
+        pump.tasks.add(task)
+        task.add_done_callback(pump.tasks.discard)
+
+    async def _send(self, pump: _Pump, payload: bytes, batch: Batch) -> None:
         self._inflight += 1
         t0 = time.monotonic()
         try:
-            await client.publish(self.topics.events, payload, qos=1, properties=props)
+            await pump.client.publish(self.topics.events, payload, qos=1, properties=pump.props)
             self.publish_latency_s.append(time.monotonic() - t0)
             if len(self.publish_latency_s) > 1000:
                 del self.publish_latency_s[:500]
-            await self.outbox.ack_range(rows[0].seq, rows[-1].seq)
+            await self._remove(batch)
             self.batches_acked += 1
-            self.events_acked += len(rows)
+            self.events_acked += len(batch.rows)
+            self.events_by_lane[batch.lane] += len(batch.rows)
             self.last_ack = time.time()
-        except (MqttError, StorageError) as exc:
-            if not failed.done():
-                failed.set_exception(exc)
+        except MqttError as exc:
+            if not pump.failed.done():
+                pump.failed.set_exception(exc)
         finally:
             self._inflight -= 1
-            window.release()
+            pump.release(batch)
+
+    async def _remove(self, batch: Batch) -> None:
+        """Delete an acknowledged batch. A failing disk is retried here, holding the batch's window slot (the
+        pump slows down), never by dropping the connection (that would resend everything in flight)."""
+        backoff = Backoff(0.1, 5.0)
+        while True:
+            try:
+                await batch.remove()
+                return
+            except StorageError as exc:
+                self.ack_errors += 1
+                if self.ack_errors == 1 or self.ack_errors % 100 == 0:
+                    log.error("mqtt: batch acknowledged but not removed from the outbox (%d time(s)), retrying: %s",
+                              self.ack_errors, exc)
+                await asyncio.sleep(backoff.next())
+
+
+@dataclass(slots=True)
+class _Pump:
+    """One connection's sending state."""
+
+    client: MqttClient
+    window: asyncio.Semaphore
+    backlog_window: asyncio.Semaphore
+    failed: asyncio.Future[None]
+    props: Properties | None = None
+    last_live: float = 0.0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def acquire(self, sem: asyncio.Semaphore, *wake: asyncio.Future[Any]) -> bool:
+        """Take a slot of `sem`, unless the link fails or one of `wake` completes first."""
+        acq: asyncio.Future[Any] = asyncio.ensure_future(sem.acquire())
+        watched: set[asyncio.Future[Any]] = {acq, self.failed, self.client.disconnected, *wake}
+        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if not acq.done():
+            acq.cancel()
+        try:
+            await acq
+        except asyncio.CancelledError:
+            return False
+        return True
+
+    def release(self, batch: Batch) -> None:
+        self.window.release()
+        if batch.backlog:
+            self.backlog_window.release()
 
 
 def birth_message(config: Config, version: str, started_at: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
