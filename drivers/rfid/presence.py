@@ -4,10 +4,17 @@ A UHF reader reports the same tag many times a second, and misses it now
 and then. A tag *appears* in a zone on its first read and is *gone* once it
 has not been read there for `gone_after_s`. Pure: the caller passes the
 monotonic time, so the timing is tested without sleeping.
+
+The work per read and per wake-up does not grow with the tags in view: the
+tags are kept in the order of their last read (a read moves its tag to the
+end), so the first one is always the next to go and `expire` looks only at
+the tags it removes. This needs the time passed in never to go back, which a
+monotonic clock guarantees; a read with an older time is taken as "now".
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 __all__ = ["TagPresence", "ZonePresence"]
@@ -31,10 +38,12 @@ class ZonePresence:
         if gone_after_s <= 0:
             raise ValueError("gone_after_s must be positive")
         self.gone_after_s = gone_after_s
-        self._tags: dict[tuple[str, str], TagPresence] = {}
+        self._tags: OrderedDict[tuple[str, str], TagPresence] = OrderedDict()  # oldest last read first
+        self._latest = float("-inf")
 
     def observe(self, epc: str, zone: str, antenna: int, rssi: int | None, now: float) -> TagPresence | None:
         """Record a read; returns the new presence if the tag just appeared in this zone."""
+        now = self._latest = max(now, self._latest)
         key = (zone, epc)
         tag = self._tags.get(key)
         if tag is not None:
@@ -43,17 +52,23 @@ class ZonePresence:
             if rssi is not None:
                 tag.rssi = rssi
                 tag.antenna = antenna
+            self._tags.move_to_end(key)
             return None
         tag = TagPresence(epc, zone, antenna, now, now, rssi)
         self._tags[key] = tag
         return tag
 
     def expire(self, now: float) -> list[TagPresence]:
-        """Remove and return the tags not read for `gone_after_s`."""
+        """Remove and return the tags not read for `gone_after_s` (the oldest first)."""
         deadline = now - self.gone_after_s
-        gone = [t for t in self._tags.values() if t.last_seen <= deadline]
-        for t in gone:
-            del self._tags[(t.zone, t.epc)]
+        tags = self._tags
+        gone = []
+        while tags:
+            key, tag = next(iter(tags.items()))
+            if tag.last_seen > deadline:
+                break
+            del tags[key]
+            gone.append(tag)
         return gone
 
     def clear(self) -> list[TagPresence]:
@@ -69,7 +84,7 @@ class ZonePresence:
     def next_deadline(self) -> float | None:
         if not self._tags:
             return None
-        return min(t.last_seen for t in self._tags.values()) + self.gone_after_s
+        return next(iter(self._tags.values())).last_seen + self.gone_after_s
 
     def __len__(self) -> int:
         return len(self._tags)
