@@ -131,6 +131,8 @@ class ReaderRunner:
         self._rate_window: tuple[float, int] = (clock(), 0)
         self._rate = 0.0
         self._wake = asyncio.Event()
+        self._overrun_seen = (0, float("-inf"))  # (overrun bytes, when that count was first seen)
+        self._overrun_base = 0
 
     def _new_session(self) -> ReaderSession:
         cfg = self.config
@@ -139,6 +141,17 @@ class ReaderRunner:
         )
 
     # -- public ------------------------------------------------------------------------------
+
+    def dropped_recently(self, within_s: float = 600.0) -> int:
+        """Serial bytes dropped (the loop fell behind) in the episode that last grew within `within_s`; else 0."""
+        now = self._clock()
+        total = self.transport.overruns if self.transport else 0
+        last_total, last_change = self._overrun_seen
+        if total != last_total:
+            if total < last_total or now - last_change > within_s:  # a new transport, or a new episode
+                self._overrun_base = 0 if total < last_total else last_total
+            self._overrun_seen = last_total, last_change = total, now
+        return total - self._overrun_base if now - last_change <= within_s else 0
 
     def snapshot(self) -> ReaderSnapshot:
         now = self._clock()

@@ -249,6 +249,9 @@ class Readers(Component):
         runners = list(self.runners.values())
         for r in runners:
             rid, state = r.config.id, r.state
+            if dropped := r.dropped_recently():
+                yield Reason("amber", f"Reader {rid}: {dropped:,} bytes of reads dropped in the last minutes, the "
+                                      "gateway could not keep up (CPU busy?).")
             if state == "online":
                 continue
             since = clock_time(r.since)

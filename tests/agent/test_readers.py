@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,25 @@ async def test_runner_crash_is_restarted_by_the_supervisor(mercury_on_pty,
     assert "bug in a driver" in (runner.error or "")
     await wait_for(lambda: runner.state == "online", 10)
     assert not r.agent.task.done()
+
+
+async def test_bytes_dropped_when_the_loop_falls_behind_are_shown_as_such(mercury_on_pty, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: serial bytes dropped at the transport's limit showed only as bad-frame counts. Now: counted as
+    dropped bytes in the readers' status (the card draws them), an amber health line, and /metrics."""
+    import aiohttp
+
+    from drivers.rfid import transport
+
+    r = await mercury_on_pty(demo_epc(3, 9), demo_epc(3, 10))
+    await wait_for(lambda: r.runner.state == "online" and r.runner.reads > 5, 10)
+    monkeypatch.setattr(transport, "MAX_PENDING_BYTES", 64)  # a tiny buffer: a short stall overflows it
+    time.sleep(1.0)  # noqa: ASYNC251 - on purpose: the event loop stalls (a long GC, a slow disk on its thread)
+    await wait_for(lambda: r.runner.transport is not None and r.runner.transport.overruns > 0, 10)
+    status = await r.agent.agent.status()
+    (reader,) = status["readers"]
+    assert reader["overruns"] > 0
+    assert any("bytes of reads dropped" in line for line in status["health"]["reasons"])
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{r.agent.base_url}/metrics", headers={"Authorization": "Bearer test-token"}) as resp:
+        text = await resp.text()
+    assert f'o2o_reader_overrun_bytes_total{{reader="r1"}} {float(reader["overruns"])}' in text

@@ -18,6 +18,8 @@ O2O.card("readers", {
       const st = el("td"); st.append(el("span", r.state, "state " + r.state));
       if (r.state === "paused" && r.paused_by) st.append(el("div", `by ${r.paused_by}`, "muted"));
       if (r.error) st.append(el("div", r.error, "muted"));
+      // Serial bytes the gateway could not take in time (a busy CPU): reads lost, not bad frames.
+      if (r.overruns) st.append(el("div", `${r.overruns.toLocaleString()} bytes of reads dropped: the gateway fell behind`, "notice failed"));
       tr.append(st, el("td", String(r.reads_per_s), "num"), el("td", String(r.tags_in_view), "num hide-narrow"));
       const actions = el("td", undefined, "admin");
       const labels = { restart: r.state === "paused" ? "Restart (stays paused)" : "Restart", pause: "Pause", resume: "Resume" };
