@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -225,4 +226,5 @@ async def test_bytes_dropped_when_the_loop_falls_behind_are_shown_as_such(mercur
     async with aiohttp.ClientSession() as http, http.get(
             f"{r.agent.base_url}/metrics", headers={"Authorization": "Bearer test-token"}) as resp:
         text = await resp.text()
-    assert f'o2o_reader_overrun_bytes_total{{reader="r1"}} {float(reader["overruns"])}' in text
+    (counted,) = re.findall(r'^o2o_reader_overrun_bytes_total\{reader="r1"\} (\S+)$', text, re.M)
+    assert float(counted) >= reader["overruns"]  # (the loop may still be catching up)
