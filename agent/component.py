@@ -100,6 +100,9 @@ class Component:
     async def start(self) -> None:
         """Open what it needs; subscribe to the hub here, so no event published after start is missed."""
 
+    async def connected(self) -> None:
+        """The cloud link is (re)connected: say again what the cloud must know (a retained report)."""
+
     async def stopping(self) -> None:
         """Last words while its tasks still run (sync says "offline" on the retained state)."""
 

@@ -60,6 +60,7 @@ class ConfigControl(Component):
         super().__init__(ctx)
         self.pushed = PushedConfigStore(ctx.storage_dir)
         self.last_push: LastPush | None = None
+        self.last_report: Report | None = None
         self._lock = asyncio.Lock()
 
     def status(self) -> ConfigStatus:
@@ -93,9 +94,28 @@ class ConfigControl(Component):
             log.warning("config/%s rejected: %s", kind, "; ".join(str(p) for p in exc.problems))
             self.last_push = LastPush(version=claimed if isinstance(claimed, int) else None, status="rejected",
                                       at=time.time())
-            return self.report(claimed, "rejected", [{"path": p.path, "message": p.message} for p in exc.problems],
-                               rolled_back=exc.rolled_back)
-        return self.report(version, "applied", [])
+            self.last_report = self.report(claimed, "rejected",
+                                           [{"path": p.path, "message": p.message} for p in exc.problems],
+                                           rolled_back=exc.rolled_back)
+            return self.last_report
+        self.last_report = self.report(version, "applied", [])
+        return self.last_report
+
+    async def connected(self) -> None:
+        """ops' dry runs and rollbacks diff against the config a gateway reports: say it on every connect."""
+        from agent.components.sync import Sync
+
+        sync = self.ctx.get(Sync)
+        if sync is not None:
+            await sync.publish(f"{sync.topics.base}/config/reported", self.current_report(), retain=True)
+
+    def current_report(self) -> Report:
+        """What config/reported should say after a (re)connect: the last push's outcome in this run, or the
+        config in force (from the local file or a kept push), so ops always see what a gateway runs."""
+        if self.last_report is not None:
+            return {**self.last_report, "running_version": self.ctx.config.version,
+                    "config": masked_config(self.ctx.config, exclude=LOCAL_ONLY), "trigger": "connect"}
+        return {**self.report(self.ctx.config.version, "applied", []), "trigger": "connect"}
 
     async def apply_push(self, payload: bytes, *, kind: Literal["set", "patch"] = "set") -> int:
         async with self._lock:

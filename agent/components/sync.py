@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -20,6 +21,7 @@ from agent.health import duration
 from agent.sync.downlink import Downlink
 from agent.sync.topics import Topics
 from agent.sync.uplink import Uplink, birth_message
+from agent.sync.uplink import compress as compress_payload
 from agent.web.auth import user_of
 from agent.web.routes import Access, Route
 
@@ -68,7 +70,8 @@ class Sync(Component):
                                  publish=self.publish)
         self.uplink: Uplink | None = None
         if cfg.mqtt.enabled:
-            self.uplink = Uplink(cfg, ctx.outbox, birth=self._birth, on_message=self.downlink.on_message)
+            self.uplink = Uplink(cfg, ctx.outbox, birth=self._birth, on_message=self.downlink.on_message,
+                                 on_connected=self._connected)
         self._state_key: tuple[Any, ...] = ()
 
     async def stopping(self) -> None:
@@ -124,11 +127,24 @@ class Sync(Component):
         self.uplink.resync()
         return self.ctx.outbox.depth
 
-    async def publish(self, topic: str, payload: dict[str, Any], retain: bool = False) -> bool:
+    async def publish(self, topic: str, payload: dict[str, Any], retain: bool = False, *,
+                      compress: bool = False) -> bool:
+        """A message beside the event stream; `compress`: as `[mqtt] compression` says (a big snapshot)."""
         if self.uplink is None:
             log.warning("sync: no uplink to send %s", topic)
             return False
+        if compress and self.ctx.config.mqtt.compression != "none":
+            body = compress_payload(orjson.dumps(payload), self.ctx.config.mqtt.compression)
+            return await self.uplink.publish(topic, body, retain=retain)
         return await self.uplink.publish(topic, payload, retain=retain)
+
+    async def _connected(self) -> None:
+        """After every (re)connect, each component may say what the cloud must know again (Component.connected)."""
+        for comp in list(self.ctx.components.values()):
+            try:
+                await comp.connected()
+            except Exception:  # one component's report must not keep the link from being used
+                log.exception("sync: %s failed to report after the connection", comp.key)
 
     # -- the retained state ------------------------------------------------------------------
 

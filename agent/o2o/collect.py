@@ -2,7 +2,7 @@
 
 Orders waiting for pickup arrive with `collect/add` (idempotent: the same
 order id replaces the order) and leave with `collect/cancel`; they live in
-o2o.db. When an order's member is recognised (their app's iBeacon, heard
+o2o-data.db. When an order's member is recognised (their app's iBeacon, heard
 with personalisation consent, or their Wi-Fi session with a loyalty id), the
 order becomes `arrived`: `collect.arrived` goes to the cloud and every open
 staff page announces it (its live feed carries the event). Any staff login

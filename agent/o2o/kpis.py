@@ -1,4 +1,4 @@
-"""The store's O2O measures as daily rollups, by the store's local day, kept in o2o.db.
+"""The store's O2O measures as daily rollups, by the store's local day, kept in o2o-data.db.
 
 Counters (offers triggered, held out, redeemed, holdout conversions, revenue
 per campaign; visits per zone; Wi-Fi consents by kind; collect orders) and

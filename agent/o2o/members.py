@@ -9,7 +9,7 @@ session the same way (agent/guest_wifi.py), with the marketing choice they
 made there.
 
 `members/set` is a full replace, versioned, reported on `members/reported`;
-the members live in o2o.db (SQLite) and survive a restart. A member dropped
+the members live in o2o-data.db (SQLite) and survive a restart. A member dropped
 by a new document, or whose consent is withdrawn (`consent.withdrawn` naming
 them), is forgotten: deleted from the database and no longer recognised.
 """
@@ -30,7 +30,7 @@ from agent.documents import Report, applied, take_versioned
 from agent.events import Event
 from agent.storage import SqliteWorker, storage_errors, transaction
 
-__all__ = ["MAX_MEMBERS", "Member", "Members", "MembersDoc", "o2o_db"]
+__all__ = ["MAX_MEMBERS", "O2O_DB", "Member", "Members", "MembersDoc", "o2o_db"]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,13 @@ CREATE TABLE IF NOT EXISTS o2o_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# The O2O features' own database file, beside the outbox (never inside it: the outbox is for events only).
+O2O_DB = "o2o-data.db"
+
+
 def o2o_db(ctx: Context, name: str) -> SqliteWorker:
-    """A worker on o2o.db, the O2O features' own database beside the outbox (one thread per store)."""
-    return SqliteWorker(ctx.storage_dir / "o2o.db", name=name, label=f"{name} store")
+    """A worker on o2o-data.db (one thread per store that uses it)."""
+    return SqliteWorker(ctx.storage_dir / O2O_DB, name=name, label=f"{name} store")
 
 
 def normal_uuid(value: str) -> str:

@@ -13,7 +13,7 @@ nothing shown but `offer.held_out`, and is capped the same way, so the two
 groups are comparable. A purchase of a campaign's products by the member
 within its attribution window (kiosk payment with `member`, or `sold/add`
 with `member`) gives `offer.redeemed`, or `offer.holdout_converted`.
-Exposures live in o2o.db, so caps and attribution survive a restart.
+Exposures live in o2o-data.db, so caps and attribution survive a restart.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the offers rule keeps in o2o.db: the campaigns in force and every exposure (for caps and attribution)."""
+"""What the offers rule keeps in o2o-data.db: the campaigns in force and every exposure (for caps and attribution)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ __all__ = ["Qr", "QrStatus"]
 log = logging.getLogger(__name__)
 
 # The SQLite file of the O2O features (tables prefixed per feature), beside the outbox.
-DB_NAME = "o2o.db"
+DB_NAME = "o2o-data.db"
 # A person scans a handful of codes a minute; a phone scanning more is a script (or a stuck camera app).
 SCANS_PER_MIN = 30
 # Client addresses the rate limiter remembers (a busy store has a few thousand phones a day).

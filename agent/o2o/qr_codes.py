@@ -13,7 +13,7 @@ spaces, control characters or backslashes (browsers read `\\` as `/`).
 one bad target rejects the whole document, so what runs is always a
 document ops sent whole.
 
-`QrStore` keeps the running document in `o2o.db` (tables `qr_*`) on its own
+`QrStore` keeps the running document in `o2o-data.db` (tables `qr_*`) on its own
 SQLite thread, and the scan counts: counted in memory on each scan, added to
 the table in one transaction every few seconds (a burst of scans is not a
 burst of commits).

@@ -263,7 +263,7 @@ class Stock(Rule):
             self._next_snapshot = now + self._cfg.snapshot_s
             self.counts.refresh_sold()  # sold-ledger entries expire: what they covered counts again
             doc = self.snapshot_doc()
-            if await sync.publish(self.topic, doc, retain=True):
+            if await sync.publish(self.topic, doc, retain=True, compress=True):
                 self._snapshot_link = link
                 self.snapshots += 1
                 self.last_snapshot = time.time()

@@ -64,6 +64,11 @@ def encode_batch(gateway: str, rows: list[OutboxRow], compression: str = "none",
     mark = b',"backlog":true' if backlog else b""
     head = b'{"gateway":' + orjson.dumps(gateway) + b',"seq":' + str(rows[-1].seq).encode() + mark + b',"events":['
     payload = head + b",".join(r.body for r in rows) + b"]}"
+    return compress(payload, compression)
+
+
+def compress(payload: bytes, compression: str) -> bytes:
+    """`[mqtt] compression` applied: a zlib or zstd stream of the JSON (recognisable by its magic bytes)."""
     if compression == "zlib":
         return zlib.compress(payload, 1)
     if compression == "zstd":
@@ -223,10 +228,10 @@ class Uplink:
                         {"online": False, "gateway": self.config.store.gateway, "reason": "shutdown",
                          "at": format_ts(time.time())}), retain=True)
 
-    async def publish(self, topic: str, payload: dict[str, Any], *, retain: bool = False) -> bool:
-        """A control message (command result, config report). If the link is down it waits (bounded) and
-        goes out after the next connect; True if it was sent now."""
-        body = orjson.dumps(payload)
+    async def publish(self, topic: str, payload: dict[str, Any] | bytes, *, retain: bool = False) -> bool:
+        """A control message (command result, config report, a snapshot already encoded). If the link is down
+        it waits (bounded) and goes out after the next connect; True if it was sent now."""
+        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         client = self.client
         if client is not None and client.is_connected:
             try:

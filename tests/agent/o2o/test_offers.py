@@ -200,7 +200,7 @@ async def test_members_survive_a_restart_and_are_forgotten(mosquitto: Mosquitto,
         await rb.stop()
         import sqlite3
 
-        conn = sqlite3.connect(cfg.storage.path.parent / "o2o.db")
+        conn = sqlite3.connect(cfg.storage.path.parent / "o2o-data.db")
         assert [r[0] for r in conn.execute("SELECT member FROM members ORDER BY member")] == ["L1002", "L1003"]
         conn.close()
         rc = await start_agent(cfg)
