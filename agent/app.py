@@ -50,8 +50,7 @@ class Agent:
         running = effective_config(config)
         self.registry = list(COMPONENTS if registry is None else registry)
         self.hub = Hub()
-        self.outbox = Outbox(running.storage.path, max_bytes=running.outbox.max_bytes,
-                             commit_max=running.outbox.commit_max, synchronous=running.storage.synchronous)
+        self.outbox = Outbox.from_config(running)
         self.ctx = Context(running, self.hub, self.outbox, config, demo=demo, config_path=config_path)
         self.ctx.reconfigure = self.reconfigure
         self.ctx.status = lambda: build_status(self.ctx, self.registry)

@@ -78,8 +78,10 @@ class StoreConfig(Section):
 class StorageConfig(Section):
     path: Path = Path("/var/lib/o2o-edge/o2o-edge.db")
     # "full" survives a power cut at the cost of one fsync per group commit;
-    # "normal" survives a crash or kill -9 but may lose the last commits on power loss.
-    synchronous: Literal["full", "normal"] = "full"
+    # "normal" survives a crash or kill -9 but may lose the last commits on power loss;
+    # "by-class": "full" for commits with a sale, an alarm or an operational event, "normal" for telemetry
+    # alone (docs/durability.md has the measured trade-off).
+    synchronous: Literal["full", "normal", "by-class"] = "by-class"
 
 
 class UserConfig(Section):
@@ -157,6 +159,8 @@ class OutboxConfig(Section):
     queue_size: int = Field(default=100_000, ge=1000, le=10_000_000)
     # Rows per group commit; larger batches amortise the fsync.
     commit_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    # A commit waits this long after the previous one, so a trickle of events shares one transaction.
+    commit_linger_ms: int = Field(default=20, ge=0, le=1000)
 
 
 class LoggingConfig(Section):

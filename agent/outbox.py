@@ -25,16 +25,17 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent import outbox_db as db
+from agent.config import Config
 from agent.drop_policy import DropCandidate
 from agent.errors import StorageError
 from agent.events import Event, Priority
 from agent.hub import Subscription
-from agent.outbox_db import SCHEMA, CommitResult, OutboxRow, Row, Space, layout_for
+from agent.outbox_db import SCHEMA, CommitResult, OutboxRow, Row, Space, chunks, layout_for
 from agent.storage import SqliteWorker
 from drivers.backoff import Backoff
 
@@ -47,6 +48,7 @@ _RETRY_MIN_S = 0.1
 _RETRY_MAX_S = 5.0
 # Free pages handed back to the file system per step once the outbox has drained (16 MiB of 4 KiB pages).
 _RECLAIM_PAGES = 4096
+_TELEMETRY = int(Priority.TELEMETRY)
 # Drops are logged once per this many seconds at most (each with the counts since the last line).
 _DROP_LOG_S = 10.0
 
@@ -72,18 +74,6 @@ def row_of(event: Event) -> Row:
     return (event.id, event.kind, int(event.priority), event.ts, len(body), body)
 
 
-def chunks(rows: Sequence[Row], max_bytes: int) -> Iterator[Sequence[Row]]:
-    """Consecutive runs of `rows` of at most `max_bytes` of JSON each (never empty, at least one row)."""
-    start = total = 0
-    for i, row in enumerate(rows):
-        if i > start and total + row[4] > max_bytes:
-            yield rows[start:i]
-            start, total = i, 0
-        total += row[4]
-    if start < len(rows):
-        yield rows[start:]
-
-
 class Outbox:
     """Durable, bounded event store. Use as `async with Outbox(...) as outbox:`."""
 
@@ -102,7 +92,9 @@ class Outbox:
         self.commit_max = commit_max
         self.commit_linger_s = commit_linger_s
         self.layout = layout_for(max_bytes)
-        self._synchronous = synchronous.upper()
+        # "by-class": FULL (an fsync) for a commit holding an operational or business event, NORMAL otherwise.
+        self._by_class = synchronous == "by-class"
+        self._synchronous = "NORMAL" if self._by_class else synchronous.upper()
         self._clock = clock
         self._w = SqliteWorker(self.path, name="outbox-writer", label="outbox")
         self._r = SqliteWorker(self.path, name="outbox-reader", label="outbox")
@@ -124,6 +116,11 @@ class Outbox:
         self.dropped_by_priority: dict[str, int] = {p.name.lower(): 0 for p in Priority}
         self.last_error: str | None = None
         self.last_error_disk_full = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> Outbox:
+        return cls(config.storage.path, max_bytes=config.outbox.max_bytes, commit_max=config.outbox.commit_max,
+                   synchronous=config.storage.synchronous, commit_linger_s=config.outbox.commit_linger_ms / 1000)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -209,8 +206,11 @@ class Outbox:
     def _commit(self, conn: sqlite3.Connection, rows: Sequence[Row]) -> CommitResult:
         """On the writer thread: one transaction; on a full disk, room made by priority and one more try."""
         self._space.maybe_recover(time.monotonic(), db.used_bytes(conn))
+        sync = None
+        if self._by_class:
+            sync = "FULL" if any(r[2] > _TELEMETRY for r in rows) else "NORMAL"
         try:
-            result = db.commit(conn, rows, self._budget())
+            result = db.commit(conn, rows, self._budget(), sync)
             if self._space.disk_limited:
                 db.checkpoint(conn, "RESTART")  # the WAL is written from its start again: it needs no new room
             return result
@@ -220,7 +220,7 @@ class Outbox:
             self._space.last_full_error = str(exc)
             dropped = db.make_room(conn, self._space, sum(r[4] for r in rows))
             try:
-                result = db.commit(conn, rows, self._budget())
+                result = db.commit(conn, rows, self._budget(), sync)
             except StorageError:
                 self._orphan_drops.extend(dropped)  # gone even though this commit failed: counted by the caller
                 raise

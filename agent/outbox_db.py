@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,18 @@ def layout_for(max_bytes: int, page_size: int = 4096) -> Layout:
     # The WAL runs past its limit by a checkpoint's worth between resets; the shared-memory index takes 32 KiB.
     return Layout(max_bytes=max_bytes, wal_limit=share, reserve=share, table_budget=max_bytes - 3 * share - 64 * 1024,
                   commit_bytes=min(1024 * 1024, share // 4), autocheckpoint_pages=max(8, share // 2 // page_size))
+
+
+def chunks(rows: Sequence[Row], max_bytes: int) -> Iterator[Sequence[Row]]:
+    """Consecutive runs of `rows` of at most `max_bytes` of JSON each (never empty, at least one row)."""
+    start = total = 0
+    for i, row in enumerate(rows):
+        if i > start and total + row[4] > max_bytes:
+            yield rows[start:i]
+            start, total = i, 0
+        total += row[4]
+    if start < len(rows):
+        yield rows[start:]
 
 
 @dataclass(slots=True)
