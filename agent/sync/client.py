@@ -132,12 +132,12 @@ class MqttClient:
                     raise MqttError(f"connect to {self.host}:{self.port} failed: {mqtt.error_string(rc)}")
                 self._misc_task = loop.create_task(self._misc_loop())
                 await self._connected
+        except TimeoutError as exc:  # before OSError: TimeoutError is one, and says nothing by itself
+            self._teardown("connect timed out")
+            raise MqttError(f"connect to {self.host}:{self.port} timed out after {connect_timeout:g}s") from exc
         except (OSError, ssl.SSLError) as exc:
             self._teardown(f"connect failed: {exc}")
             raise MqttError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        except TimeoutError as exc:
-            self._teardown("connect timed out")
-            raise MqttError(f"connect to {self.host}:{self.port} timed out after {connect_timeout:g}s") from exc
         except BaseException:
             self._teardown("connect failed")
             raise
@@ -204,7 +204,11 @@ class MqttClient:
 
     def _add_reader(self, sock: Any) -> None:
         if self._abandoned:
-            self._paho._sock_close()  # the connect timed out meanwhile: never send its CONNECT
+            # The connect timed out meanwhile: close the socket before the loop ever writes its CONNECT (paho only
+            # queued it). The client object is dropped after an abandoned connect, so paho's view of it is moot.
+            with contextlib.suppress(OSError):
+                sock.close()
+            self._sock = None
             return
         if self._loop is not None and self._sock is sock:
             self._loop.add_reader(sock, self._do_read)
@@ -219,7 +223,7 @@ class MqttClient:
         self._sock = None
 
     def _cb_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if self._loop is None or (self._abandoned and self._loop_is_current() and client.socket() is None):
+        if self._loop is None or self._abandoned:  # an abandoned connect writes nothing, ever
             return
         if self._loop_is_current():
             self._loop.add_writer(sock, self._do_write)
