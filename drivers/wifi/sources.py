@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from drivers.backoff import Backoff
 from drivers.capture import FileReplay, ThreadSource, read_pcap, write_pcap
 
 __all__ = ["LINKTYPE_RADIOTAP", "MonitorSource", "PcapReplay", "make_probe_source", "read_radiotap_pcap",
@@ -49,7 +50,7 @@ class MonitorSource(ThreadSource):
         self.iface = iface
 
     def _run(self) -> None:
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0)
         while not self._stop.is_set():
             try:
                 from scapy.config import conf
@@ -67,9 +68,8 @@ class MonitorSource(ThreadSource):
                 self._state("unavailable", f"no permission to sniff on {self.iface}: the service needs CAP_NET_RAW")
             except Exception as exc:  # the interface is gone, down, or not in monitor mode: say so, retry
                 self._state("unavailable", f"{self.iface}: {type(exc).__name__}: {exc}")
-            if self._stop.wait(delay):
+            if self._stop.wait(backoff.next()):
                 return
-            delay = min(delay * 2, 30.0)
 
 
 def make_probe_source(source: str, loop: asyncio.AbstractEventLoop, on_frame: Callable[[float, bytes], None],
