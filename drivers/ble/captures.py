@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from drivers.capture import PCAP_MAGICS, CaptureError, read_pcap
+from drivers.capture import CAPTURE_MAGICS, CaptureError, read_pcap
 
 __all__ = ["CaptureError", "CapturedPacket", "read_capture", "write_btsnoop"]
 
@@ -44,10 +44,10 @@ def read_capture(f: BinaryIO) -> Iterator[CapturedPacket]:
     head = f.read(16)
     if head[:8] == BTSNOOP_MAGIC:
         yield from _btsnoop(f, head)
-    elif head[:4] in PCAP_MAGICS:
+    elif head[:4] in CAPTURE_MAGICS:  # pcap, or pcapng as dumpcap and Wireshark write by default
         yield from _pcap(f, head + f.read(8))
     else:
-        raise CaptureError("neither a btsnoop nor a pcap file")
+        raise CaptureError("neither a btsnoop nor a pcap/pcapng file")
 
 
 def _btsnoop(f: BinaryIO, head: bytes) -> Iterator[CapturedPacket]:

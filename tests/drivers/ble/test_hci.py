@@ -138,7 +138,7 @@ def test_pcap_with_phdr() -> None:
 
 
 @pytest.mark.parametrize(("data", "error"), [
-    (b"hello world, not a capture", "neither a btsnoop nor a pcap"),
+    (b"hello world, not a capture", "neither a btsnoop nor a pcap/pcapng"),
     (b"btsnoop\x00" + struct.pack(">II", 2, 1002), "version 2"),
     (b"btsnoop\x00" + struct.pack(">II", 1, 1002) + b"\x00\x00", "record header truncated"),
     (b"btsnoop\x00" + struct.pack(">II", 1, 1002) + struct.pack(">IIIIq", 10, 10, 3, 0, 0) + b"\x04", "record truncated"),
@@ -148,3 +148,14 @@ def test_pcap_with_phdr() -> None:
 def test_bad_captures(data: bytes, error: str) -> None:
     with pytest.raises(CaptureError, match=error):
         list(read_capture(io.BytesIO(data)))
+
+
+def test_pcapng_with_h4() -> None:
+    """What dumpcap writes by default (pcapng: SHB, IDB of link type 201, EPB), read like a pcap."""
+    from tests.drivers.test_capture import block, epb, idb
+
+    h4 = encode_adv_report("C0:00:00:00:00:02", b"", -61)
+    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    raw = shb + idb(linktype=201) + epb(1_700_000_000_250_000, b"\x00\x00\x00\x01" + h4)
+    (p,) = list(read_capture(io.BytesIO(raw)))
+    assert p.h4 == h4 and p.ts == 1_700_000_000.25
