@@ -177,3 +177,52 @@ async def test_a_scripted_day_across_dst(mosquitto: Mosquitto, config_factory, s
         assert Decimal(c["campaign.c1.redeemed_revenue"]) == Decimal("59.90")
     finally:
         sub.close()
+
+
+async def test_kpi_daily_goes_once_after_the_stores_midnight(monkeypatch, config_factory) -> None:  # type: ignore[no-untyped-def]
+    """The day before is sent after the store's midnight (Paris, not UTC), once, and not again after a restart."""
+    from agent.app import Agent
+    from agent.components.outbox import OutboxComponent
+    from agent.o2o import store_kpis
+    from agent.o2o.store_kpis import StoreKpis
+    from agent.rules.engine import RulesEngine
+
+    monkeypatch.setattr(store_kpis, "FLUSH_S", 0.05)
+    now = [at("2026-10-25 23:58+01:00")]  # two minutes before midnight in Paris (22:58 UTC)
+
+    class ClockedKpis(StoreKpis):
+        def __init__(self, ctx):  # type: ignore[no-untyped-def]
+            super().__init__(ctx, clock=lambda: now[0])
+
+    cfg = config_factory(store={"id": "s", "gateway": "g", "timezone": "Europe/Paris"}, mqtt={"enabled": False})
+
+    async def run_until(t: str) -> list[Event]:
+        agent = Agent(cfg, registry=[OutboxComponent, ClockedKpis, RulesEngine])
+        sub = agent.hub.subscribe("t", kinds={"kpi.daily"})
+        await agent.start()
+        try:
+            agent.hub.publish(Event("offer.triggered", "g", {"campaign": "c", "member": "L"}, ts=now[0]))
+            await asyncio.sleep(0.3)
+            now[0] = at(t)
+            await asyncio.sleep(0.3)
+        finally:
+            await agent.shutdown()
+        return sub.get_nowait_batch(100)
+
+    assert await run_until("2026-10-25 23:59+01:00") == []  # still the 25th in Paris
+    sent = await run_until("2026-10-26 00:01+01:00")
+    assert [e.data["day"] for e in sent] == ["2026-10-25"]
+    assert sent[0].data["counters"]["campaign.c.triggered"] == 2  # both runs' offers, kept across the restart
+    assert await run_until("2026-10-26 00:05+01:00") == []  # once
+
+
+def test_an_unknown_time_zone_is_refused_with_its_key_path() -> None:
+    from agent.config import parse_config
+    from agent.errors import ConfigError
+
+    try:
+        parse_config({"store": {"id": "s", "gateway": "g", "timezone": "Europe/Atlantis"}})
+    except ConfigError as exc:
+        assert [p.path for p in exc.problems] == ["store.timezone"] and "unknown time zone" in exc.problems[0].message
+    else:
+        raise AssertionError("an unknown time zone was accepted")
