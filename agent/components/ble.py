@@ -131,7 +131,6 @@ class Ble(Component):
         path = Path(spec)
         if not path.is_absolute() and self.ctx.config_path is not None:
             path = (self.ctx.config_path.parent / path).resolve()
-        if not path.exists():
-            write_demo_capture(path)
-            log.info("demo: wrote a BLE capture of two beacons to %s", path)
+        write_demo_capture(path)  # made afresh each start: cheap, and never an old demo's
+        log.info("demo: wrote a BLE capture of two beacons and a member's phone to %s", path)
         return ble.model_copy(update={"source": f"replay:{path}" + (f"?{query}" if query else "")})

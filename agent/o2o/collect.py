@@ -156,6 +156,12 @@ class Collect(Rule):
         orders = await self._db.open(_load)
         assert orders is not None
         self.orders = orders
+        if self.ctx.demo and not self.orders:
+            import orjson
+
+            from agent.o2o.demo import DEMO_ORDERS
+
+            await self.on_add(orjson.dumps(DEMO_ORDERS))
 
     async def stop(self) -> None:
         await self._db.close()

@@ -153,6 +153,10 @@ class Members(Rule):
         assert rows is not None
         version, docs = rows
         self._index(version, docs)
+        if self.ctx.demo and self.version == 0:
+            from agent.o2o.demo import DEMO_MEMBERS
+
+            await self._apply(MembersDoc.model_validate(DEMO_MEMBERS))
 
     async def stop(self) -> None:
         await self._db.close()

@@ -133,6 +133,10 @@ class Offers(Rule):
         members = self.ctx.get(Members)
         if members is not None:
             members.on_forget.append(self.forget)
+        if self.ctx.demo and self.version == 0:
+            from agent.o2o.demo import DEMO_CAMPAIGNS
+
+            await self._apply(CampaignsDoc.model_validate(DEMO_CAMPAIGNS))
 
     async def stop(self) -> None:
         members = self.ctx.get(Members)
