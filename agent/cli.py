@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     from agent.ops.cli import add_arguments as add_ops_arguments
 
     add_ops_arguments(sub.add_parser("ops", help="central ops: keygen, push, rollback, publish, fleet, cmd"))
+    from drivers.wifi.ndsctl_helper import add_arguments as add_helper_arguments
+
+    add_helper_arguments(sub.add_parser("ndsctl-helper", help="run one checked ndsctl request from stdin, as root "
+                                                               "(systemd/o2o-edge-ndsctl@.service)"))
     return parser
 
 
@@ -128,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.ops.cli import run as run_ops
 
         return run_ops(args)
+    if args.command == "ndsctl-helper":
+        from drivers.wifi.ndsctl_helper import run as run_ndsctl_helper
+
+        return run_ndsctl_helper(args)
     return _run(args)
 
 
