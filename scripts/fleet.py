@@ -50,6 +50,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="mosquitto's max_queued_messages (default 10000; mosquitto's own default is 1000, "
                         "too few for `ops` on 500 gateways: docs/ops.md)")
     p.add_argument("--ejabberd", action="store_true", help="a two-node ejabberd cluster instead of mosquitto")
+    p.add_argument("--nodes", type=int, default=2, help="ejabberd nodes (default 2; 1: a single node)")
     p.add_argument("--deadline", type=float, default=600.0, help="the whole run, seconds (default 600)")
     p.add_argument("--max-mem-mb", type=int, default=6144, help="the run's processes together (default 6144)")
     p.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)  # scripts/fleet makes it (and cleans up)
@@ -89,7 +90,7 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
 
     broker_started = False
     if args.ejabberd:
-        broker = EjabberdCluster(workdir, nodes=2)
+        broker = EjabberdCluster(workdir, nodes=max(1, args.nodes))
     else:
         broker = Mosquitto(workdir, conf_extra=f"max_queued_messages {args.max_queued}\n")
     guard = asyncio.create_task(watchdog(workdir, args.max_mem_mb * 1024))
@@ -98,7 +99,7 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
             out(f"starting {broker.kind} {broker.version} …")
             await asyncio.to_thread(broker.start)
             broker_started = True
-            if isinstance(broker, EjabberdCluster):
+            if isinstance(broker, EjabberdCluster) and len(broker.nodes) > 1:
                 if await asyncio.to_thread(broker.form_cluster):
                     cluster_note = (f"cluster formed: {', '.join(broker.list_cluster())} (ejabberdctl list_cluster); "
                                     f"even gateways on {broker.nodes[0].node}, odd on {broker.nodes[1].node}; "

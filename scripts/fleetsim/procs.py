@@ -179,6 +179,7 @@ class Broker:
 
     kind = "broker"
     version = "?"
+    shared_subscriptions = True  # MQTT 5 $share/{group}/{filter}
 
     def __init__(self) -> None:
         self.connects: list[tuple[float, str]] = []  # (time, client id) of every client connection, from its log
@@ -290,6 +291,7 @@ class EjabberdCluster(Broker):
     """
 
     kind = "ejabberd"
+    shared_subscriptions = False  # mod_mqtt 23.01 answers a $share/… SUBSCRIBE with DISCONNECT 0x9E
 
     def __init__(self, workdir: Path, nodes: int = 2) -> None:
         super().__init__()
@@ -392,7 +394,7 @@ modules:
                                       f"{done.returncode}: {(done.stdout + done.stderr).strip()}")
                 return False
         listed = self.ctl(first, "list_cluster")
-        members = listed.stdout.split()
+        members = self._members(listed.stdout)
         missing = [n.node for n in self.nodes if n.node not in members]
         if listed.returncode != 0 or missing:
             self.cluster_error = (f"`ejabberdctl list_cluster` on {first.node} exited {listed.returncode} and "
@@ -405,7 +407,12 @@ modules:
         return True
 
     def list_cluster(self) -> list[str]:
-        return self.ctl(self.nodes[0], "list_cluster").stdout.split()
+        return self._members(self.ctl(self.nodes[0], "list_cluster").stdout)
+
+    @staticmethod
+    def _members(text: str) -> list[str]:
+        """ejabberdctl list_cluster prints one node a line, quoted as an Erlang atom when it has a '-'."""
+        return [line.strip().strip("'") for line in text.splitlines() if line.strip()]
 
     def _line(self, line: str, t: float) -> None:
         m = _EJ_CONNECT.search(line)
@@ -415,6 +422,13 @@ modules:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             if node.child is not None:
+                # `ejabberdctl stop`: the node stops, so `ejabberdctl foreground` (our child) reaps it and exits
+                if node.child.alive():
+                    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                        self.ctl(node, "stop", timeout=30)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        assert node.child.proc is not None
+                        node.child.proc.wait(30)
                 node.child.stop(grace=15)
                 node.child = None
         if self.epmd is not None:

@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agent.ops.fleet import Fleet
+from agent.ops.fleet import Fleet, GatewayKey
 from agent.ops.keys import keygen
 from agent.ops.observer import FLEET_TOPICS
 from agent.sync.client import Message, MqttClient, MqttError
@@ -90,6 +90,7 @@ class Results:
     broker_in_per_s: float | None = None
     broker_out_per_s: float | None = None
     push_version: int | None = None
+    push_targets: int | None = None
     push_exit: int | None = None
     push_wall_s: float | None = None
     push_all_applied_s: float | None = None
@@ -112,10 +113,22 @@ class Results:
     after_storm_on_version: int = 0
     reapplied_after_storm: int = 0
     rejected: int = 0
+    # a cluster: what each node shows, a push across nodes, where retained messages are seen
+    fleet_by_node: list[tuple[int, int, int]] = field(default_factory=list)  # (port, listed, online)
+    cross_push: str = ""
+    retained_seen: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
 # -- MQTT clients of the run itself (not gateways) -----------------------------------------------
+
+@dataclass(frozen=True)
+class Creds:
+    """What this run's own clients log in with (ejabberd wants a username; mosquitto here takes anyone)."""
+
+    username: str | None = None
+    password: str | None = None
+
 
 class Watcher:
     """A client of this run: the agent's MqttClient, back 50 ms after any loss, subscriptions renewed."""
@@ -307,21 +320,26 @@ async def run_scenario(plan: Plan, broker: Broker, workdir: Path, out: Out) -> R
     n_real = min(plan.real, plan.total)
     real_idx = {math.floor(k * plan.total / n_real) for k in range(n_real)} if n_real else set()
     res.real, res.light = len(real_idx), plan.total - len(real_idx)
-    creds: dict[str, str] = {}
+    creds = Creds()
     ops_auth: list[str] = []
     if ejabberd:
-        creds = {"username": "o2o-ops", "password": "fleet"}
+        creds = Creds("o2o-ops", "fleet")
         (workdir / "ops-password").write_text("fleet\n")
         ops_auth = ["--username", "o2o-ops", "--password-file", str(workdir / "ops-password")]
 
     monitor = Monitor()
     eps = broker.endpoints
     watchers = [Watcher(eps[-1], "fleet-monitor", [*FLEET_TOPICS, "$SYS/broker/publish/messages/+",
-                                                   "$SYS/broker/messages/+"], monitor.on_message, **creds)]
-    ingest = [Ingest() for _ in range(2)]
+                                                   "$SYS/broker/messages/+"], monitor.on_message, creds.username, creds.password)]
+    # The cloud's consumers: two members of one shared subscription group, or (a broker without them) one.
+    shared = broker.shared_subscriptions
+    ingest = [Ingest() for _ in range(2 if shared else 1)]
     for i, ing in enumerate(ingest):
-        watchers.append(Watcher(eps[i % len(eps)], f"fleet-ingest-{i}", ["$share/ingest/o2o/v1/+/+/events"],
-                                ing.on_message, **creds))
+        topic = "$share/ingest/o2o/v1/+/+/events" if shared else "o2o/v1/+/+/events"
+        watchers.append(Watcher(eps[i % len(eps)], f"fleet-ingest-{i}", [topic], ing.on_message, creds.username,
+                                creds.password))
+    if not shared:
+        res.notes.append(f"shared subscriptions: {await probe_shared(eps[0], creds)}; one plain consumer instead")
     real: dict[str, Child] = {}
     workers: Workers | None = None
     try:
@@ -413,19 +431,20 @@ async def run_scenario(plan: Plan, broker: Broker, workdir: Path, out: Out) -> R
         first = pout.splitlines()[0] if pout else ""
         with contextlib.suppress(ValueError, IndexError):
             res.push_version = int(first.split(" as version ")[1].split()[0])
+            res.push_targets = int(first.split(" to ")[-1].split()[0])
         res.push_table_applied = sum(1 for line in pout.splitlines() if "  applied" in line)
         if res.push_version is not None:
-            v = res.push_version
-            await wait_for(lambda: monitor.on_version(keyset, v) >= plan.total, 30)
+            v, n = res.push_version, res.push_targets or plan.total
+            await wait_for(lambda: monitor.on_version(keyset, v) >= n, 30)
             res.push_applied = monitor.on_version(keyset, v)
             times: dict[str, float] = {}
             for t, gw, doc in monitor.reports:
                 if t >= t_push and doc.get("version") == v and doc.get("status") == "applied":
                     times.setdefault(gw, t)
-            if len(times) >= plan.total:
+            if times and len(times) >= n:
                 res.push_all_applied_s = max(times.values()) - t_push
-        out(f"ops push --all: exit {code} in {wall:.1f} s, {res.push_applied} of {plan.total} applied version "
-            f"{res.push_version}")
+        out(f"ops push --all: exit {code} in {wall:.1f} s, pushed to {res.push_targets}, {res.push_applied} of "
+            f"{plan.total} applied version {res.push_version}")
         if code != 0:
             res.notes.append("ops push output:\n" + (pout + perr)[-3000:])
 
@@ -439,6 +458,10 @@ async def run_scenario(plan: Plan, broker: Broker, workdir: Path, out: Out) -> R
         listed = await fleet_json(fleet_argv, keyset, res.push_version)
         res.fleet_listed, res.fleet_online, res.fleet_on_version, res.fleet_desired = listed
         out(f"ops fleet: {statistics.median(res.fleet_times_s):.2f} s: {res.fleet_summary}")
+
+        if len(eps) > 1:
+            await cluster_checks(res, eps, specs, keyset, real_idx, push_file, keys.private_path, ops_auth, creds,
+                                 workdir, monitor, out)
 
         # -- 7. broker restart ----------------------------------------------------------------------
         if plan.restart:
@@ -499,6 +522,72 @@ async def run_scenario(plan: Plan, broker: Broker, workdir: Path, out: Out) -> R
             await w.stop()
 
 
+async def cluster_checks(res: Results, eps: list[tuple[str, int]], specs: list[GatewaySpec], keyset: set[str],
+                         real_idx: set[int], push_file: Path, key: Path, ops_auth: list[str], creds: Creds,
+                         workdir: Path, monitor: Monitor, out: Out) -> None:
+    """What each node of a cluster shows `ops fleet`, a push through node 1 to a gateway on the last node,
+    and on which nodes a retained message published on each node can be read."""
+    for host, port in eps:
+        listed, online, _, _ = await fleet_json([EXE, "ops", "fleet", "--host", host, "--port", str(port), *ops_auth],
+                                                keyset, None)
+        res.fleet_by_node.append((port, listed, online))
+    out("ops fleet per node: " + ", ".join(f":{p} lists {n} ({o} online)" for p, n, o in res.fleet_by_node))
+    other = next(s for s in specs if s.port == eps[-1][1] and s.index not in real_idx)
+    host, port = eps[0]
+    code, pout, perr, _ = await run_cli([EXE, "ops", "push", str(push_file), "--store", other.store, "--gateway",
+                                            other.gateway, "--key", str(key), "--host", host, "--port", str(port),
+                                            *ops_auth, "--state-dir", str(workdir / "ops-state")])
+    row = next((line for line in pout.splitlines() if line.startswith(other.key)), (pout + perr).strip()[-300:])
+    version = None
+    with contextlib.suppress(ValueError, IndexError):
+        version = int(pout.splitlines()[0].split(" as version ")[1].split()[0])
+    # What the gateway did, seen live by this run's watcher (on the last node)
+    seen = await wait_for(lambda: (monitor.fleet.get(GatewayKey(other.store, other.gateway)).config_report or {})
+                          .get("version") == version, 10)
+    report = monitor.fleet.get(GatewayKey(other.store, other.gateway)).config_report or {}
+    res.cross_push = (f"`ops push --store {other.store} --gateway {other.gateway}` via :{port} (it is on :{other.port}): "
+                      f"exit {code}: {' '.join(row.split())}; the gateway's config/reported: "
+                      + (f"{report.get('status')} v{report.get('version')}" if seen else f"no v{version} within 10 s"))
+    out(res.cross_push)
+    # Retained messages: one published on each node, read with a wildcard on each node.
+    for i, (h, p) in enumerate(eps):
+        client = MqttClient(h, p, client_id=f"fleet-retain-pub-{i}-{os.getpid()}", username=creds.username,
+                            password=creds.password)
+        await client.connect(5)
+        await client.publish(f"o2o/ops/retained-probe/node{i + 1}", f"published on :{p}".encode(), retain=True)
+        await client.disconnect()
+    await asyncio.sleep(1)
+    for h, p in eps:
+        got: list[str] = []
+
+        def take(m: Message, got: list[str] = got) -> None:
+            got.append(m.topic.rsplit("/", 1)[1])
+
+        client = MqttClient(h, p, client_id=f"fleet-retain-sub-{p}-{os.getpid()}", username=creds.username,
+                            password=creds.password, on_message=take)
+        await client.connect(5)
+        await client.subscribe([("o2o/ops/retained-probe/+", 1)])
+        await asyncio.sleep(1)
+        await client.disconnect()
+        res.retained_seen.append(f"subscribed on :{p}, got retained from {', '.join(sorted(got)) or 'none'}")
+    out("retained: " + "; ".join(res.retained_seen))
+
+
+async def probe_shared(endpoint: tuple[str, int], creds: Creds) -> str:
+    """What the broker answers to a $share subscription (the exact refusal)."""
+    client = MqttClient(*endpoint, client_id=f"fleet-share-probe-{os.getpid()}", username=creds.username,
+                        password=creds.password)
+    try:
+        await client.connect(5)
+        await client.subscribe([("$share/ingest/o2o/v1/+/+/events", 1)], ack_timeout=5)
+        return "accepted"
+    except MqttError as exc:
+        return f"refused: {exc}"
+    finally:
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+
+
 async def fleet_json(argv: list[str], keyset: set[str], version: int | None) -> tuple[int, int, int, int]:
     """`ops fleet --json`: (gateways of this fleet listed, online, running `version`, with `version` desired)."""
     _, out, _, _ = await run_cli([*argv, "--json"])
@@ -535,7 +624,7 @@ def render(res: Results, plan: Plan) -> list[str]:
         ("all online after start", f"{f(res.all_online_s)} s (light ones started over {plan.ramp_s:g} s)"),
         ("event load", f"{plan.rate:g} events/s per light gateway; acked {f(res.events_acked_per_s, '{:,.0f}')} "
                        f"events/s"),
-        ("cloud consumers ($share/ingest)", f"{f(res.ingest_events_per_s, '{:,.0f}')} events/s in "
+        ("cloud consumers", f"{f(res.ingest_events_per_s, '{:,.0f}')} events/s in "
                                             f"{f(res.ingest_msgs_per_s, '{:,.0f}')} msgs/s, split "
                                             f"{' / '.join(map(str, res.ingest_split)) or '-'}"),
         ("broker throughput ($SYS)", f"in {f(res.broker_in_per_s, '{:,.0f}')} / out "
@@ -544,7 +633,8 @@ def render(res: Results, plan: Plan) -> list[str]:
                                f"RSS {res.broker_rss_kb / 1024:.0f} MiB"),
         ("light workers CPU", f"{f(res.workers_cpu_pct, '{:.0f}')}% of one core in all; "
                               f"{f(res.light_rss_kb_per_gw, '{:.0f}')} KiB RSS per light gateway"),
-        ("ops push --all", f"exit {res.push_exit}; {res.push_applied}/{res.total} applied v{res.push_version}; "
+        ("ops push --all", f"exit {res.push_exit}; pushed to {res.push_targets}; {res.push_applied}/{res.total} "
+                           f"applied v{res.push_version}; "
                            f"last applied {f(res.push_all_applied_s)} s after start; command "
                            f"{f(res.push_wall_s)} s (target < 30 s)"),
         ("ops fleet", f"{' / '.join(f'{t:.2f}' for t in res.fleet_times_s)} s; --json lists {res.fleet_listed}, "
@@ -561,6 +651,12 @@ def render(res: Results, plan: Plan) -> list[str]:
             ("after the restart", f"{res.after_storm_online} online, {res.after_storm_on_version} on "
                                   f"v{res.push_version}; {res.reapplied_after_storm} re-applied; "
                                   f"{res.rejected} rejected in the run"),
+        ]
+    if res.fleet_by_node:
+        rows += [
+            ("ops fleet, per node", ", ".join(f":{p} lists {n} ({o} online)" for p, n, o in res.fleet_by_node)),
+            ("push across nodes", res.cross_push),
+            ("retained across nodes", "; ".join(res.retained_seen)),
         ]
     rows += [
         ("real daemon, empty config", f"RSS {_kb(res.real_rss_kb)}; PSS {_kb(res.real_pss_kb)}; "
