@@ -152,12 +152,23 @@ def _mem_total_gib() -> float:
     return 0.0
 
 
+def die_with_parent() -> None:
+    """SIGTERM (a clean stop) when the process that started us dies (scripts/fleet's `timeout`, killed)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else argv
     args = parse(raw)
     # the command as typed (scripts/fleet adds --workdir DIR)
     args.argv = [a for i, a in enumerate(raw) if a != "--workdir" and (i == 0 or raw[i - 1] != "--workdir")]
     if args.workdir is not None:
+        die_with_parent()
         args.workdir.mkdir(parents=True, exist_ok=True)
         return asyncio.run(main_async(args, args.workdir))
     with tempfile.TemporaryDirectory(prefix="o2o-fleet-") as tmp:
