@@ -130,7 +130,7 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
         if broker_started or isinstance(broker, EjabberdCluster):
             await asyncio.to_thread(broker.stop)
     out("")
-    out("$ scripts/fleet " + " ".join(shlex.quote(a) for a in args.argv))
+    out(" ".join(["$ scripts/fleet", *(shlex.quote(a) for a in args.argv)]))
     out(f"machine: {os.cpu_count()} cores, {_mem_total_gib():.1f} GiB RAM; {time.strftime('%Y-%m-%d %H:%M:%S')}")
     if cluster_note:
         out(cluster_note)

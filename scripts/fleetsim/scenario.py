@@ -622,7 +622,7 @@ def render(res: Results, plan: Plan) -> list[str]:
         ("gateways", f"{res.total}: {res.real} real `o2o-edge run`, {res.light} light (agent code, "
                      f"{plan.workers} worker processes); {res.total // 2} stores"),
         ("all online after start", f"{f(res.all_online_s)} s (light ones started over {plan.ramp_s:g} s)"),
-        ("event load", f"{plan.rate:g} events/s per light gateway; acked {f(res.events_acked_per_s, '{:,.0f}')} "
+        ("event load", f"{plan.rate:g} events/s per light gateway; PUBACKed {f(res.events_acked_per_s, '{:,.0f}')} "
                        f"events/s"),
         ("cloud consumers", f"{f(res.ingest_events_per_s, '{:,.0f}')} events/s in "
                                             f"{f(res.ingest_msgs_per_s, '{:,.0f}')} msgs/s, split "
@@ -644,7 +644,7 @@ def render(res: Results, plan: Plan) -> list[str]:
     if res.storm_down_s is not None:
         rows += [
             ("broker restart", f"down {res.storm_down_s:g} s; {res.storm_back}/{res.total} reconnected; "
-                               f"all back {f(res.storm_all_back_s)} s after it listened again"),
+                               f"all back {f(res.storm_all_back_s)} s after it was started again"),
             ("connect storm", f"peak {res.storm_peak_per_s} connects/s; per second: "
                               f"{' '.join(map(str, res.storm_histogram))}"),
             ("broker CPU, storm", f"{f(res.storm_broker_cpu_pct, '{:.0f}')}% of one core until all were back"),
