@@ -34,7 +34,8 @@ def test_fleet_lists_every_gateway_problems_first(mixed: TestFleet, ops: Callabl
     assert lines[1].split() == ["GATEWAY", "STATE", "SOFTWARE", "CONFIG", "BACKLOG", "NOTE"]
     assert [line.split()[:2] for line in lines[2:]] == [
         ["s2/gw-d", "offline"], ["s1/gw-b", "stopped"], ["s1/gw-a", "online"], ["s2/gw-c", "online"]]
-    assert lines[2].split()[2:] == ["?", "-", "-", "-", "offline:", "connection", "lost", "(its", "will)"]
+    # its birth said its backlog (0) before it vanished
+    assert lines[2].split()[2:] == ["?", "-", "0", "-", "offline:", "connection", "lost", "(its", "will)"]
     software, config, backlog = lines[4].split()[3:6]
     assert (software, config) == ("0.1.0", "0")
     assert backlog == "-" or backlog.replace(",", "").isdigit()  # "-" from a gateway that does not report it
