@@ -128,7 +128,7 @@ def _options(args: argparse.Namespace) -> BrokerOptions:
 def _observer(args: argparse.Namespace, *extra: str) -> Observer:
     from agent.ops.observer import FLEET_TOPICS, Observer
 
-    return Observer(_options(args), (*FLEET_TOPICS, *extra), settle_s=args.settle)
+    return Observer(_options(args), (*FLEET_TOPICS, *extra), settle_s=args.settle, warn=err)
 
 
 def _signing_key(path: Path | None) -> Ed25519PrivateKey:

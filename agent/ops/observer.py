@@ -33,8 +33,10 @@ PUBLISH_CONCURRENCY = 64
 
 
 class Observer:
-    def __init__(self, options: BrokerOptions, topics: tuple[str, ...] = FLEET_TOPICS, *, settle_s: float = 5.0) -> None:
+    def __init__(self, options: BrokerOptions, topics: tuple[str, ...] = FLEET_TOPICS, *, settle_s: float = 5.0,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.options = options
+        self.warn = warn
         self.topics = topics
         self.settle_s = settle_s
         self.fleet = Fleet()
@@ -61,12 +63,19 @@ class Observer:
                     await self._settled.wait()
                 self.settled_by_marker = True
             except TimeoutError:
-                pass
+                if self.warn is not None:
+                    self.warn(self._unsettled_warning())
         except BaseException:
             await self.client.disconnect()
             raise
         self._live = True
         return self
+
+    def _unsettled_warning(self) -> str:
+        return (f"warning: the broker at {self.options.where} did not echo our marker within {self.settle_s:g} s, "
+                f"so its retained messages may not all have arrived: going on with the {len(self.fleet.gateways)} gateway(s) "
+                "seen so far (a broker queue limit such as mosquitto's max_queued_messages, or a cluster that keeps "
+                "retained messages per node: see docs/ops.md)")
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:

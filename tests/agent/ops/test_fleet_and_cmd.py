@@ -8,9 +8,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.cli import main
 from tests.agent.ops.conftest import EXE, FakeGateway, Result, TestFleet, wait_until
 from tests.conftest import Mosquitto
 
@@ -28,7 +32,7 @@ def mixed(fleet: TestFleet) -> TestFleet:
 def test_fleet_lists_every_gateway_problems_first(mixed: TestFleet, ops: Callable[..., Result]) -> None:
     wait_until(lambda: '"offline"' in ops("fleet", "--json").out, what="the will")
     r = ops("fleet")
-    assert r.code == 0, r
+    assert r.code == 0 and r.err == "", r  # the broker echoed the marker: no warning
     lines = r.out.splitlines()
     assert lines[0] == "4 gateway(s) in 2 store(s): 2 online, 1 offline, 1 stopped; health 0 red, 0 amber; 0 config rejected"
     assert lines[1].split() == ["GATEWAY", "STATE", "SOFTWARE", "CONFIG", "BACKLOG", "NOTE"]
@@ -118,3 +122,31 @@ def test_fleet_shows_backlog_and_health(fleet: TestFleet, ops: Callable[..., Res
     assert gw["health"] == "amber" and "door" in gw["health_summary"]
     assert isinstance(gw["backlog"], int)
     assert "amber: Reader door" in ops("fleet").out
+
+
+def test_fleet_warns_when_the_broker_loses_retained_messages(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """mosquitto's queue limit drops retained messages past it (and our settle marker): say so, not a short list."""
+    broker = Mosquitto(tmp_path)
+    broker.conf.write_text(broker.conf.read_text().replace("max_inflight_messages 0\nmax_queued_messages 0\n",
+                                                           "max_inflight_messages 2\nmax_queued_messages 2\n"))
+    broker.start()
+    try:
+        publisher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="births")
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        for i in range(40):
+            birth = {"online": True, "store": "s", "gateway": f"gw-{i:02}", "version": "fake", "config_version": 0}
+            publisher.publish(f"o2o/v1/s/gw-{i:02}/state", json.dumps(birth), qos=1, retain=True).wait_for_publish(10)
+        publisher.loop_stop()
+        publisher.disconnect()
+        capsys.readouterr()
+        assert main(["ops", "fleet", "--port", str(broker.port), "--settle", "1"]) == 0
+        captured = capsys.readouterr()
+        seen = int(captured.out.split()[0])
+        assert seen < 40, captured.out  # the broker really dropped some
+        assert "did not echo our marker within 1 s" in captured.err
+        assert f"going on with the {seen} gateway(s) seen so far" in captured.err
+        assert "max_queued_messages" in captured.err
+    finally:
+        broker.stop()
