@@ -23,9 +23,11 @@ import contextlib
 import logging
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from agent.drop_policy import LOW_WATER, DropCandidate, plan_drops
 from agent.events import Priority
@@ -51,6 +53,8 @@ CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT 
 
 _INSERT = "INSERT INTO outbox (id, kind, priority, created, size, body) VALUES (?, ?, ?, ?, ?, ?)"
 _META = "UPDATE outbox_meta SET value = value + ? WHERE key = ?"
+_BUMP = ("INSERT INTO outbox_meta (key, value) VALUES (?, ?) "
+         "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value")
 # Rows considered per priority per drop round; bounds the work of one commit.
 _DROP_SCAN = 50_000
 # How often (seconds) the writer looks at the file system's free space to rebuild the spare file.
@@ -60,8 +64,9 @@ _BUSINESS = int(Priority.BUSINESS)
 Row = tuple[str, str, int, float, int, bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):
+    """A row as the uplink takes it (a tuple: a batch of a thousand is built in C, not field by field)."""
+
     seq: int
     id: str
     kind: str
@@ -232,11 +237,15 @@ def commit(conn: sqlite3.Connection, rows: Sequence[Row], budget: int, synchrono
     size = sum(r[4] for r in rows)
     if synchronous is not None:
         conn.execute(f"PRAGMA synchronous={synchronous}")
-    with storage_errors("outbox write failed"), transaction(conn):
-        conn.executemany(_INSERT, rows)
-        last_seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        conn.executemany(_META, [(len(rows), "depth"), (size, "bytes")])
-        dropped = enforce_budget(conn, budget)
+    try:
+        with storage_errors("outbox write failed"), transaction(conn):
+            conn.executemany(_INSERT, rows)
+            last_seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            conn.executemany(_META, [(len(rows), "depth"), (size, "bytes")])
+            dropped = enforce_budget(conn, budget)
+    finally:
+        if synchronous == "FULL":  # by-class: acks and telemetry after it need no fsync of their own
+            conn.execute("PRAGMA synchronous=NORMAL")
     return CommitResult(len(rows), size, last_seq, dropped)
 
 
@@ -286,6 +295,9 @@ def drop(conn: sqlite3.Connection, excess: int) -> list[DropCandidate]:
     if chosen:
         conn.executemany("DELETE FROM outbox WHERE seq = ?", [(c.seq,) for c in chosen])
         conn.executemany(_META, [(-len(chosen), "depth"), (-sum(c.size for c in chosen), "bytes")])
+        # Lifetime drop counts, in the same transaction: they survive restarts and kill -9 (scripts/chaos reads them).
+        by_priority = Counter(Priority(c.priority).name.lower() for c in chosen)
+        conn.executemany(_BUMP, [(f"dropped_{name}", n) for name, n in by_priority.items()])
     return chosen
 
 
@@ -368,19 +380,21 @@ def close(conn: sqlite3.Connection) -> None:
 
 def take(conn: sqlite3.Connection, after_seq: int, limit: int, max_bytes: int | None,
          where: str = "", args: tuple[object, ...] = ()) -> list[OutboxRow]:
-    out: list[OutboxRow] = []
-    total = 0
     with storage_errors("outbox read failed"):
-        cur = conn.execute(
-            f"SELECT seq, id, kind, created, body, size, priority FROM outbox WHERE seq > ? {where} "
+        rows = conn.execute(
+            f"SELECT seq, id, kind, created, body, priority, size FROM outbox WHERE seq > ? {where} "
             "ORDER BY seq LIMIT ?", (after_seq, *args, limit),
-        )
-        for seq, id_, kind, created, body, size, priority in cur:
-            if max_bytes is not None and out and total + size > max_bytes:
+        ).fetchall()
+    n = len(rows)
+    if max_bytes is not None:
+        total = 0
+        for i, row in enumerate(rows):
+            total += row[6]
+            if i and total > max_bytes:
+                n = i
                 break
-            out.append(OutboxRow(seq, id_, kind, created, body, priority))
-            total += size
-    return out
+    make = OutboxRow._make
+    return [make(r[:6]) for r in rows[:n]]
 
 
 def take_business(conn: sqlite3.Connection, after_seq: int, upto: int, limit: int) -> list[OutboxRow]:
