@@ -290,7 +290,9 @@ class Uplink:
         if lanes.live_waiting and linger_left <= 0:
             batch = await lanes.next_live(cfg.batch_max_events, max_bytes)
             if batch is not None and await pump.acquire(pump.window):
-                pump.last_live = time.monotonic()
+                # A trickle waits for company; a full batch means more is waiting: no linger then.
+                full = len(batch.rows) >= cfg.batch_max_events or sum(len(r.body) for r in batch.rows) > max_bytes // 2
+                pump.last_live = 0.0 if full else time.monotonic()
                 await self._start_send(pump, batch, max_bytes)
             return
         # What would make a live batch due: its linger running out, or new rows (then the linger, if any).
