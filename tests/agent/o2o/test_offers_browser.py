@@ -54,8 +54,10 @@ async def test_the_offers_card_shows_the_day(browser: WebDriver, config_factory,
     await in_thread(lambda: browser.find_element(By.ID, "username").send_keys("boss"))
     await in_thread(lambda: browser.find_element(By.ID, "password").send_keys("boss-pass"))
     await in_thread(lambda: browser.find_element(By.ID, "submit").click())
-    row = await until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-campaign="shoes-10"]'))
-    cells = await in_thread(lambda: [c.text for c in row[0].find_elements(By.TAG_NAME, "td")])
+    # Read the row in one script: the card re-renders on every status refresh, so a found element can go stale.
+    cells = await until(browser, lambda d: d.execute_script(
+        "const r = document.querySelector('tr[data-campaign=\"shoes-10\"]');"
+        "return r && [...r.querySelectorAll('td')].map(c => c.innerText.trim());"))
     assert cells[:4] == ["shoes-10", "3", "1", "1"] and cells[-1] == "59.90"
     bars = await in_thread(lambda: browser.find_elements(By.CSS_SELECTOR, "#offers-chart rect"))
     assert len(bars) == 28  # two weeks, shown and redeemed

@@ -205,6 +205,9 @@ def test_broker_restart_makes_no_gateway_re_report(three: TestFleet, ops: Callab
         return [r for r in (json.loads(m.payload) for m in three.watch.messages
                             if m.topic.endswith("/config/reported") and not m.retain) if r.get("trigger") != "connect"]
 
+    # ops saw every gateway applied; the watching client may not have yet (its own delivery): wait for it,
+    # else a report still on its way is counted as one made after the restart
+    wait_until(lambda: sum(r["status"] == "applied" for r in fresh_reports()) >= 3, 10, "the watch sees the reports")
     before = len(fresh_reports())
     births_before = sum(three.births(gw) for gw in three.gateways.values())
     three.broker.stop()
