@@ -26,7 +26,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from agent import outbox_db as db
@@ -35,7 +34,18 @@ from agent.drop_policy import DropCandidate
 from agent.errors import StorageError
 from agent.events import Event, Priority
 from agent.hub import Subscription
-from agent.outbox_db import SCHEMA, CommitResult, OutboxRow, Row, Space, chunks, layout_for
+from agent.outbox_batching import AckBuffer, gather
+from agent.outbox_db import (
+    SCHEMA,
+    CommitResult,
+    OutboxRow,
+    OutboxStats,
+    Row,
+    chunks,
+    layout_for,
+    row_of,
+)
+from agent.outbox_space import Space
 from agent.storage import SqliteWorker
 from drivers.backoff import Backoff
 
@@ -49,29 +59,10 @@ _RETRY_MAX_S = 5.0
 # Free pages handed back to the file system per step once the outbox has drained (16 MiB of 4 KiB pages).
 _RECLAIM_PAGES = 4096
 _TELEMETRY = int(Priority.TELEMETRY)
+# Telemetry stops lingering once this many events are queued: a commit of that size shares its overhead well.
+_ENOUGH = 500
 # Drops are logged once per this many seconds at most (each with the counts since the last line).
 _DROP_LOG_S = 10.0
-
-
-@dataclass(slots=True)
-class OutboxStats:
-    depth: int
-    bytes: int
-    oldest_age_s: float | None
-    dropped: int
-    dropped_by_priority: dict[str, int]
-    committed: int
-    acked: int
-    commits: int
-    write_errors: int
-    disk_bytes: int
-    max_bytes: int
-
-
-def row_of(event: Event) -> Row:
-    """The outbox row of an event: (id, kind, priority, created, size, body)."""
-    body = event.to_json()
-    return (event.id, event.kind, int(event.priority), event.ts, len(body), body)
 
 
 class Outbox:
@@ -104,8 +95,8 @@ class Outbox:
         self._oldest: float | None = None
         self._last_seq = 0
         self._committed_event = asyncio.Event()
-        self._last_commit_at = 0.0
         self._orphan_drops: list[DropCandidate] = []
+        self._acks = AckBuffer(self._delete_ranges)
         self._drop_logged_at = -_DROP_LOG_S
         self._unlogged_drops: dict[str, int] = {}
         self._unlogged_freed = 0
@@ -147,7 +138,10 @@ class Outbox:
         return self._space.commit_bytes
 
     async def close(self) -> None:
-        """Close both connections (after a checkpoint); idempotent."""
+        """Delete what was acked, close both connections (after a checkpoint); idempotent."""
+        if self._w.is_open:
+            with contextlib.suppress(StorageError):
+                await self._acks.flush()
         await self._w.close(db.close)
         await self._r.close()
 
@@ -157,13 +151,10 @@ class Outbox:
         """Group-commit everything `sub` delivers until it is closed and drained."""
         backoff = Backoff(_RETRY_MIN_S, _RETRY_MAX_S)
         while True:
-            batch = await sub.get_batch(self.commit_max)
+            # Telemetry lingers for company; anything else is committed at once (agent/outbox_batching.py).
+            batch = await gather(sub, self.commit_max, self.commit_linger_s, _ENOUGH)
             if not batch:
                 return
-            wait = self._last_commit_at + self.commit_linger_s - time.monotonic()
-            if wait > 0 and len(batch) < self.commit_max and not sub.closed:
-                await asyncio.sleep(wait)  # a trickle of events shares one transaction
-                batch += sub.get_nowait_batch(self.commit_max - len(batch))
             for rows in chunks([row_of(e) for e in batch], self.commit_bytes):
                 while True:
                     try:
@@ -196,7 +187,6 @@ class Outbox:
                 orphans, self._orphan_drops = self._orphan_drops, []
                 self._apply_commit(CommitResult(0, 0, self._last_seq, orphans))
         self.last_error_disk_full = False
-        self._last_commit_at = time.monotonic()
         self._apply_commit(result)
 
     def _budget(self) -> int:
@@ -304,7 +294,19 @@ class Outbox:
 
     async def ack_range(self, first: int, last: int, *, skip_business_upto: int = 0) -> int:
         """Delete rows first..last (a batch as `take` returned it: no other rows lie in between)."""
-        removed, _ = await self._on_writer_applied(db.ack_range, first, last, skip_business_upto)
+        removed, _ = await self._on_writer_applied(db.ack_ranges, [(first, last, skip_business_upto)])
+        return removed
+
+    def ack_later(self, first: int, last: int, *, skip_business_upto: int = 0) -> None:
+        """As ack_range, but deleted together with the next acks (a live trickle: one transaction, not many)."""
+        self._acks.add(first, last, skip_business_upto)
+
+    async def flush_acks(self) -> None:
+        """Delete the acked rows waiting in ack_later now (before taking rows again from the oldest)."""
+        await self._acks.flush()
+
+    async def _delete_ranges(self, ranges: list[tuple[int, int, int]]) -> int:
+        removed, _ = await self._on_writer_applied(db.ack_ranges, ranges)
         return removed
 
     def _apply_ack(self, removed: int, freed: int) -> None:

@@ -19,21 +19,21 @@ opening never scans the table.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from agent.drop_policy import LOW_WATER, DropCandidate, plan_drops
-from agent.events import Priority
+from agent.events import Event, Priority
 from agent.storage import storage_errors, transaction
 
-__all__ = ["SCHEMA", "CommitResult", "Layout", "OutboxRow", "Space", "layout_for"]
+if TYPE_CHECKING:
+    from agent.outbox_space import Space
+
+__all__ = ["SCHEMA", "CommitResult", "Layout", "OutboxRow", "OutboxStats", "layout_for", "row_of"]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,6 @@ _BUMP = ("INSERT INTO outbox_meta (key, value) VALUES (?, ?) "
          "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value")
 # Rows considered per priority per drop round; bounds the work of one commit.
 _DROP_SCAN = 50_000
-# How often (seconds) the writer looks at the file system's free space to rebuild the spare file.
-_SPACE_CHECK_S = 2.0
 _BUSINESS = int(Priority.BUSINESS)
 
 Row = tuple[str, str, int, float, int, bytes]
@@ -94,6 +92,27 @@ def layout_for(max_bytes: int, page_size: int = 4096) -> Layout:
                   commit_bytes=min(1024 * 1024, share // 4), autocheckpoint_pages=max(8, share // 2 // page_size))
 
 
+@dataclass(slots=True)
+class OutboxStats:
+    depth: int
+    bytes: int
+    oldest_age_s: float | None
+    dropped: int
+    dropped_by_priority: dict[str, int]
+    committed: int
+    acked: int
+    commits: int
+    write_errors: int
+    disk_bytes: int
+    max_bytes: int
+
+
+def row_of(event: Event) -> Row:
+    """The outbox row of an event: (id, kind, priority, created, size, body)."""
+    body = event.to_json()
+    return (event.id, event.kind, int(event.priority), event.ts, len(body), body)
+
+
 def chunks(rows: Sequence[Row], max_bytes: int) -> Iterator[Sequence[Row]]:
     """Consecutive runs of `rows` of at most `max_bytes` of JSON each (never empty, at least one row)."""
     start = total = 0
@@ -112,94 +131,6 @@ class CommitResult:
     bytes: int
     last_seq: int
     dropped: list[DropCandidate] = field(default_factory=list)
-
-
-class Space:
-    """The spare file and the cap a full disk imposes; lives on the writer thread.
-
-    The spare file is the layout's share, or a sixteenth of a small file system, whichever is smaller.
-    """
-
-    def __init__(self, db: Path, layout: Layout) -> None:
-        self.reserve_path = Path(f"{db}.reserve")
-        self.layout = layout
-        self.reserve_size = layout.reserve
-        self.full_budget: int | None = None  # used-page budget while the disk is full, else None
-        self.last_full_error: str | None = None
-        self._checked = 0.0
-
-    @property
-    def disk_full(self) -> bool:
-        """Held by the disk and without room for the spare file: new events only replace old ones."""
-        return self.full_budget is not None and not self.has_reserve()
-
-    @property
-    def disk_limited(self) -> bool:
-        """The disk cannot hold the configured cap: the outbox holds what fits, its spare file rebuilt."""
-        return self.full_budget is not None
-
-    def free_bytes(self) -> int:
-        st = os.statvfs(self.reserve_path.parent)
-        return st.f_bavail * st.f_frsize
-
-    def size_for(self, directory: Path) -> None:
-        st = os.statvfs(directory)
-        self.reserve_size = max(64 * 1024, min(self.layout.reserve, st.f_blocks * st.f_frsize // 16))
-
-    @property
-    def commit_bytes(self) -> int:
-        """Event JSON per transaction at most: its new pages fit what the spare file gives back."""
-        return max(4096, min(self.layout.commit_bytes, self.reserve_size // 4))
-
-    def has_reserve(self) -> bool:
-        return self.reserve_path.exists()
-
-    def ensure_reserve(self) -> bool:
-        """Build the spare file when the disk has room for it and a margin; True when it is there."""
-        if self.has_reserve():
-            return True
-        size = self.reserve_size
-        if self.free_bytes() < 3 * size:
-            return False
-        tmp = self.reserve_path.with_suffix(".reserve-new")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.posix_fallocate(fd, 0, size)  # real blocks, not a sparse file
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.reserve_path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            log.warning("outbox: cannot reserve %d bytes of spare room: %s", size, exc.strerror or exc)
-            return False
-        return True
-
-    def release_reserve(self) -> bool:
-        try:
-            self.reserve_path.unlink()
-        except FileNotFoundError:
-            return False
-        log.warning("outbox: disk full, spare room (%d bytes) released", self.reserve_size)
-        return True
-
-    def maybe_recover(self, now: float, used: int) -> None:
-        """After a full disk: the cap a full disk set grows with the room the file system gives back, and is
-        lifted once the configured one fits again; the spare file is rebuilt first."""
-        if now - self._checked < _SPACE_CHECK_S or (self.full_budget is None and self.has_reserve()):
-            return
-        self._checked = now
-        if not self.ensure_reserve() or self.full_budget is None:
-            return
-        room = used + self.free_bytes() - 3 * self.reserve_size  # the spare file, the WAL, a margin
-        if room >= self.layout.table_budget:
-            log.warning("outbox: the disk has room again; the outbox is back to its configured cap")
-            self.full_budget = None
-            self.last_full_error = None
-        elif room > self.full_budget:
-            self.full_budget = room
 
 
 # -- on the writer thread -----------------------------------------------------------------------
@@ -338,14 +269,18 @@ def ack_seqs(conn: sqlite3.Connection, seqs: list[int]) -> tuple[int, int]:
     return removed, freed
 
 
-def ack_range(conn: sqlite3.Connection, first: int, last: int, below_business: int = 0) -> tuple[int, int]:
-    """Delete rows first..last; business rows with seq <= `below_business` are left (another lane sends them)."""
-    where = "seq BETWEEN ? AND ?" + (" AND NOT (priority = ? AND seq <= ?)" if below_business else "")
-    args: tuple[int, ...] = (first, last, _BUSINESS, below_business) if below_business else (first, last)
+def ack_ranges(conn: sqlite3.Connection, ranges: list[tuple[int, int, int]]) -> tuple[int, int]:
+    """Delete rows first..last for each (first, last, skip_business_upto), in one transaction; business rows with
+    seq <= skip_business_upto are left (another lane sends them)."""
+    count = freed = 0
     with storage_errors("outbox ack failed"), transaction(conn):
-        count, freed = conn.execute(f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE {where}",
-                                    args).fetchone()
-        conn.execute(f"DELETE FROM outbox WHERE {where}", args)
+        for first, last, skip in ranges:
+            where = "seq BETWEEN ? AND ?" + (" AND NOT (priority = ? AND seq <= ?)" if skip else "")
+            args: tuple[int, ...] = (first, last, _BUSINESS, skip) if skip else (first, last)
+            n, size = conn.execute(f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE {where}",
+                                   args).fetchone()
+            conn.execute(f"DELETE FROM outbox WHERE {where}", args)
+            count, freed = count + n, freed + size
         conn.executemany(_META, [(-count, "depth"), (-freed, "bytes")])
     return int(count), int(freed)
 

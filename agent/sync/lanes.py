@@ -34,6 +34,8 @@ class Batch:
     backlog: bool
     lane: str  # "live", "business", "backlog"
     remove: Callable[[], Awaitable[int]]  # deletes exactly these rows from the outbox (after the PUBACK)
+    # The same, deleted together with the next acks: a small live batch (a trickle) shares one transaction.
+    remove_later: Callable[[], None] | None = None
 
     @property
     def last_seq(self) -> int:
@@ -52,6 +54,7 @@ class Lanes:
 
     async def reset(self) -> None:
         """Start over from the oldest unacknowledged row (after a (re)connect or a resync)."""
+        await self.outbox.flush_acks()  # acked rows still waiting to be deleted are not sent again
         if self.live_age_s > 0:
             self.live_from = await self.outbox.first_seq_since(time.time() - self.live_age_s)
         else:  # live-first off: everything is one lane, oldest first (the behaviour before lanes)
@@ -83,7 +86,8 @@ class Lanes:
             return None
         self._live = rows[-1].seq
         first, last = rows[0].seq, rows[-1].seq
-        return Batch(rows, False, "live", lambda: self.outbox.ack_range(first, last))
+        return Batch(rows, False, "live", lambda: self.outbox.ack_range(first, last),
+                     (lambda: self.outbox.ack_later(first, last)) if len(rows) < limit // 4 else None)
 
     async def next_backlog(self, limit: int, max_bytes: int) -> Batch | None:
         """Business rows of the backlog first, then the rest of it; None once it is all taken."""

@@ -338,7 +338,10 @@ class Uplink:
             self.publish_latency_s.append(time.monotonic() - t0)
             if len(self.publish_latency_s) > 1000:
                 del self.publish_latency_s[:500]
-            await self._remove(batch)
+            if batch.remove_later is not None:
+                batch.remove_later()
+            else:
+                await self._remove(batch)
             self.batches_acked += 1
             self.events_acked += len(batch.rows)
             self.events_by_lane[batch.lane] += len(batch.rows)
