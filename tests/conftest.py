@@ -177,6 +177,18 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.stop()
 
 
+def _plain(payload: bytes) -> bytes:
+    if payload[:4] == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=256 << 20)
+    if payload[:1] == b"\x78":
+        import zlib
+
+        return zlib.decompress(payload)
+    return payload
+
+
 class Subscriber:
     """A real MQTT client (paho, threaded) recording what it receives."""
 
@@ -217,8 +229,9 @@ class Subscriber:
         assert self._ready.wait(10), "subscriber did not subscribe"
 
     def payloads(self, topic: str | None = None) -> list[bytes]:
+        """The payloads received, `events` batches decompressed (zstd is the default; `messages` has them raw)."""
         with self._lock:
-            return [bytes(m.payload) for m in self.messages if topic is None or m.topic == topic]
+            return [_plain(bytes(m.payload)) for m in self.messages if topic is None or m.topic == topic]
 
     def close(self) -> None:
         self.client.loop_stop()
