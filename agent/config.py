@@ -140,8 +140,9 @@ class MqttConfig(Section):
     live_age_s: float = Field(default=5.0, ge=0, le=3600)
     # Live events wait this long after the previous live batch, so a trickle shares one message.
     linger_ms: int = Field(default=50, ge=0, le=5000)
-    # zstd by default: 1M events at 255 bytes took 34 min at 1 Mbit/s as plain JSON (docs/cloud-contract.md).
-    compression: Literal["none", "zlib", "zstd"] = "zstd"
+    # Plain JSON unless configured (the cloud contract, ../shared/DESIGN.md); zstd is about a tenth of the size
+    # (1M presence events took 34 min at 1 Mbit/s as plain JSON): docs/cloud-contract.md.
+    compression: Literal["none", "zlib", "zstd"] = "none"
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
     # Ed25519 public key (base64 of the 32 raw bytes) that signs config pushes; when set, unsigned pushes are refused.

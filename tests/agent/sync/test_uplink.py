@@ -108,12 +108,14 @@ async def test_broker_outages_lose_nothing(mosquitto: Mosquitto, config_factory,
         sub.close()
 
 
-@pytest.mark.parametrize(("compression", "magic"), [("zlib", b"\x78"), ("zstd", b"\x28\xb5\x2f\xfd")])
-async def test_compressed_batches_are_recognisable(compression: str, magic: bytes, mosquitto: Mosquitto,
+# None: not configured, plain JSON (the cloud contract in ../shared/DESIGN.md)
+@pytest.mark.parametrize(("compression", "magic"), [(None, b"{"), ("zlib", b"\x78"), ("zstd", b"\x28\xb5\x2f\xfd")])
+async def test_compressed_batches_are_recognisable(compression: str | None, magic: bytes, mosquitto: Mosquitto,
                                                    config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
     sub = Subscriber(mosquitto.port, "o2o/v1/test-store/gw-test/events")
     try:
-        ra = await start_agent(config_factory(mqtt=mqtt_section(mosquitto, compression=compression)))
+        extra = {} if compression is None else {"compression": compression}
+        ra = await start_agent(config_factory(mqtt=mqtt_section(mosquitto, **extra)))
         await wait_for(lambda: ra.agent["mqtt"].uplink.ready, 10)
         e = Event("gate.alarm", "exit-1", {"epc": "30"})
         ra.agent.hub.publish(e)
@@ -123,8 +125,10 @@ async def test_compressed_batches_are_recognisable(compression: str, magic: byte
             for msg in list(sub.messages):
                 payload = bytes(msg.payload)
                 assert payload.startswith(magic)
-                assert msg.properties.ContentType == f"application/json; compression={compression}"
-                raw = zlib.decompress(payload) if compression == "zlib" else zstandard.ZstdDecompressor().decompress(payload)
+                assert msg.properties.ContentType == (f"application/json; compression={compression}" if compression
+                                                      else "application/json")
+                raw = (payload if compression is None else zlib.decompress(payload) if compression == "zlib"
+                       else zstandard.ZstdDecompressor().decompress(payload))
                 out += json.loads(raw)["events"]
             return out
 
