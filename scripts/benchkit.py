@@ -83,8 +83,17 @@ class Broker:
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                         "max_inflight_messages 0\nmax_queued_messages 0\nmessage_size_limit 0\n"
                         + ("user root\n" if os.geteuid() == 0 else ""))
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.cmd = [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None
+
+    def start(self) -> None:
+        """(Again) on the same port."""
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(250):
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
@@ -94,8 +103,10 @@ class Broker:
         raise RuntimeError("mosquitto did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
 
 
 def cpu_seconds(pid: int) -> float:
