@@ -797,8 +797,8 @@ def main() -> int:
     print(f"o2o-edge bench: {os.cpu_count()} cores, SQLite {sqlite3.sqlite_version}, "
           f"{limits['write_mb_s']:,.0f} MB/s, {limits['fsync_per_s']:,.0f} fsync/s", flush=True)
     results, ok = run(args.names)
-    extras = sorted((ROOT / "var" / "soak").glob("*.png")) if (ROOT / "var" / "soak").is_dir() else []
-    report(results, args.report, limits, extras)
+    reports = [p for p in (ROOT / "var" / "chaos" / "report.md", ROOT / "var" / "soak" / "report.md") if p.exists()]
+    report(results, args.report, limits, [], reports)
     print(f"report: {args.report}")
     return 0 if ok and all(f.error is None for _, f in results) else 1
 

@@ -178,7 +178,8 @@ def cpu_limit() -> float:
     return 5_000_000 / (time.perf_counter() - t0)
 
 
-def report(figures: list[tuple[str, Figure]], path: Path, limits: dict[str, float], pngs: list[Path]) -> None:
+def report(figures: list[tuple[str, Figure]], path: Path, limits: dict[str, float], pngs: list[Path],
+           extras: list[Path] | None = None) -> None:
     m = machine()
     lines = [
         "# o2o-edge benchmark report", "",
@@ -201,6 +202,8 @@ def report(figures: list[tuple[str, Figure]], path: Path, limits: dict[str, floa
         ratio = f"{f.value / f.reference:.0%}" if f.reference else ""
         ok = "" if f.ok is None else "yes" if f.ok else "**no**"
         lines.append(f"| {group} | {f.name} | {fmt(f.value)} {f.unit} | {ref} | {ratio} | {f.target} | {ok} |")
+    for extra in extras or []:  # the last scripts/chaos and scripts/soak reports, when they exist
+        lines += ["", extra.read_text().replace("](soak.png)", f"]({os.path.relpath(extra.parent, path.parent)}/soak.png)")]
     for png in pngs:
         lines += ["", f"![{png.stem}]({os.path.relpath(png, path.parent)})"]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -636,11 +636,14 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="a bound: the faults stop after this long")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
-    parser.add_argument("--report", type=Path, help="also write the table to this Markdown file")
+    parser.add_argument("--report", type=Path, help="also write the table to this Markdown file (default: "
+                        "var/chaos/report.md, which scripts/bench puts in its report; none for --ci)")
     args = parser.parse_args()
     logging.getLogger("paho").setLevel(logging.CRITICAL)  # "not connected" while the broker is down on purpose
     args.downtime = (0.2, 4.0)
     args.flood_rounds = 5
+    if args.report is None and not args.ci:
+        args.report = ROOT / "var" / "chaos" / "report.md"
     if args.ci:
         args.broker_restarts, args.kills, args.disk_fills, args.minutes = 20, 5, 1, 2.0
         args.downtime, args.flood_rounds = (0.1, 0.6), 2
@@ -662,7 +665,9 @@ def main() -> int:
     text, ok = table(run, result, time.monotonic() - t0)
     print(text, flush=True)
     if args.report is not None:
-        args.report.write_text(f"# scripts/chaos (seed {args.seed})\n\n{text}\n")
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(f"## scripts/chaos (seed {args.seed}; {args.broker_restarts} broker restarts, "
+                               f"{args.kills} kill -9)\n\n{text}\n")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -261,7 +261,7 @@ def write_report(args: argparse.Namespace, rows: list[dict[str, float]], outages
     reads_per_s = (rows[-1]["reads"] - rows[0]["reads"]) / (rows[-1]["t"] - rows[0]["t"])
     flat = growth <= max(2.0, 3 * noise)
     lines = [
-        f"# scripts/soak ({args.minutes:g} min)", "",
+        f"## scripts/soak ({args.minutes:g} min)", "",
         f"{READERS} readers delivering {reads_per_s:,.0f} reads/s (target {READS_PER_S:,}), {BLE_PER_S} BLE "
         f"reports/s replayed, {args.pages} staff pages open, the broker away {OUTAGE_S:.0f} s every "
         f"{OUTAGE_EVERY_S / 60:.0f} min ({len(outages)} outages).", "",
