@@ -82,6 +82,7 @@ async def _uplink_drain(db: Path, port: int, n: int, live_age_s: float, alarms_e
         await asyncio.gather(task, return_exceptions=True)
         sub.close()
         await writer
+        await ob.flush_acks()  # the small live batches' acks, coalesced (agent/outbox_batching.py)
         require(ob.depth == 0, f"{ob.depth} events left after the drain")
     latencies: list[float] = []
     if watcher is not None:
