@@ -87,7 +87,8 @@ class Outbox:
         self._by_class = synchronous == "by-class"
         self._synchronous = "NORMAL" if self._by_class else synchronous.upper()
         self._clock = clock
-        self._w = SqliteWorker(self.path, name="outbox-writer", label="outbox")
+        # WAL is set by setup, after auto_vacuum: a new file must know it may give pages back before it exists.
+        self._w = SqliteWorker(self.path, name="outbox-writer", label="outbox", wal=False)
         self._r = SqliteWorker(self.path, name="outbox-reader", label="outbox")
         self._space = Space(self.path, self.layout)
         self._depth = 0
@@ -360,10 +361,13 @@ class Outbox:
     async def reclaim(self, steps: int = 16) -> None:
         """After a drain (a quarter of the file or more is free pages), give the file system its space back,
         `_RECLAIM_PAGES` at a time so that commits go on in between."""
-        for _ in range(steps):
-            left = await self._w.run(db.vacuum, _RECLAIM_PAGES, 0.25)
-            if left < _RECLAIM_PAGES:
+        before = -1
+        for step in range(steps):
+            # Started only for a real amount (a drain), not the churn of a steady trickle; then to the end.
+            left = await self._w.run(db.vacuum, _RECLAIM_PAGES, 0.25, _RECLAIM_PAGES if step == 0 else 0)
+            if left in (0, before):  # all given back, or under a quarter of the file (left alone)
                 return
+            before = left
 
     async def check_writable(self) -> None:
         """A cheap write round trip, for health checks; raises StorageError."""

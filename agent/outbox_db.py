@@ -58,6 +58,8 @@ _BUMP = ("INSERT INTO outbox_meta (key, value) VALUES (?, ?) "
 # Rows considered per priority per drop round; bounds the work of one commit.
 _DROP_SCAN = 50_000
 _BUSINESS = int(Priority.BUSINESS)
+# A file without auto_vacuum is converted by one VACUUM, only when what it holds is this small (it is rewritten).
+_VACUUM_WHOLE_MAX = 32 * 1024 * 1024
 
 Row = tuple[str, str, int, float, int, bytes]
 
@@ -139,7 +141,9 @@ class CommitResult:
 def setup(conn: sqlite3.Connection, synchronous: str, layout: Layout, space: Space) -> tuple[int, int, int]:
     """Pragmas and schema; (depth, bytes, last seq) from outbox_meta, never a scan of the table."""
     if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0:
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table: freed pages can go back
+        # Before the first table and before WAL mode (which writes the header): freed pages can go back.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute(f"PRAGMA journal_size_limit={layout.wal_limit}")
     # New pages not yet checkpointed need room in the database file when they are: no more than the spare
@@ -285,15 +289,27 @@ def ack_ranges(conn: sqlite3.Connection, ranges: list[tuple[int, int, int]]) -> 
     return int(count), int(freed)
 
 
-def vacuum(conn: sqlite3.Connection, max_pages: int, min_free_share: float = 0.0) -> int:
-    """Hand up to `max_pages` free pages back to the file system when at least `min_free_share` of the file is free
-    pages (and at least `max_pages` of them, or any when the share is 0); the free pages left."""
+def vacuum(conn: sqlite3.Connection, max_pages: int, min_free_share: float = 0.0, min_free_pages: int = 0) -> int:
+    """Hand up to `max_pages` free pages back to the file system when at least `min_free_share` of the file and
+    `min_free_pages` are free pages; the free pages left."""
     try:
         free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        if min_free_share and (free < max_pages or free < min_free_share * conn.execute("PRAGMA page_count").fetchone()[0]):
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        if free < max(min_free_pages, min_free_share * pages):
             return free
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:
+            # A file made without auto_vacuum (WAL set first, as before): one VACUUM converts it, once what is
+            # left in it is small (a drained outbox), and gives the space back at the same time.
+            if (pages - free) * int(conn.execute("PRAGMA page_size").fetchone()[0]) > _VACUUM_WHOLE_MAX:
+                return free
+            log.info("outbox: converting the file to incremental vacuum (%d free pages of %d)", free, pages)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("VACUUM")
+            checkpoint(conn, "TRUNCATE")
+            return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
         if free:
-            conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+            # executescript steps it to the end: execute() would free one page (one step per page)
+            conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
             checkpoint(conn, "TRUNCATE")
         return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     except sqlite3.Error as exc:

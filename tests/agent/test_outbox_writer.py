@@ -53,3 +53,26 @@ async def test_synchronous_by_class(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     async with Outbox(tmp_path / "o.db", synchronous="by-class") as ob:
         await ob.write([Event(k, "r", {}) for k in kinds])
     assert seen == [sync]
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["new-file", "file-made-without-auto-vacuum"])
+async def test_the_space_of_a_drained_backlog_goes_back(tmp_path: Path, legacy: bool) -> None:
+    """Before: auto_vacuum was set after WAL mode had written the header, so it never took and incremental_vacuum
+    freed nothing (and, run with execute(), one page per call): a 1.77 GB file stayed after its drain."""
+    import sqlite3
+
+    path = tmp_path / "o.db"
+    if legacy:  # what the outbox made before: WAL first, auto_vacuum never taking
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE placeholder (x)")
+        conn.close()
+    async with Outbox(path, synchronous="normal", max_bytes=1 << 30) as ob:
+        for i in range(5):
+            await ob.write([Event("tag.seen", "r", {"n": j, "pad": "x" * 200}) for j in range(i * 20_000, (i + 1) * 20_000)])
+        full = ob.disk_bytes()
+        while rows := await ob.take(0, 10_000):
+            await ob.ack_range(rows[0].seq, rows[-1].seq)
+        await ob.reclaim()
+        assert ob.disk_bytes() < full / 5, (full, ob.disk_bytes())
+        assert await ob._w.run(lambda c: c.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2
