@@ -61,6 +61,9 @@ async def test_the_offers_card_shows_the_day(browser: WebDriver, config_factory,
     assert cells[:4] == ["shoes-10", "3", "1", "1"] and cells[-1] == "59.90"
     bars = await in_thread(lambda: browser.find_elements(By.CSS_SELECTOR, "#offers-chart rect"))
     assert len(bars) == 28  # two weeks, shown and redeemed
+    scale = await in_thread(browser.execute_script,
+                            "return document.querySelector('#offers-chart text.scale').textContent;")
+    assert scale == "3 a day"  # the tallest bar: three offers shown today
     ARTIFACTS.mkdir(exist_ok=True)
     await in_thread(browser.save_screenshot, str(ARTIFACTS / "staff-page-offers.png"))
 

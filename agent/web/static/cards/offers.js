@@ -23,6 +23,10 @@ function bars(days) {
       svg.append(label);
     }
   });
+  // The scale: the tallest bar's value, so a manager reads numbers, not just shapes.
+  const top = document.createElementNS(ns, "text");
+  top.setAttribute("x", 2); top.setAttribute("y", 9); top.setAttribute("class", "scale"); top.textContent = `${max} a day`;
+  svg.append(top);
   return svg;
 }
 
