@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
@@ -119,7 +120,9 @@ class ActivityComponent(Component):
         try:
             older = float(request.query.get("older_than_s", "0"))
         except ValueError:
-            return web.json_response({"error": "older_than_s must be a number of seconds"}, status=400)
+            older = math.nan
+        if not (math.isfinite(older) and older >= 0):
+            return web.json_response({"error": "older_than_s must be a number of seconds, 0 or more"}, status=400)
         who = user_of(request)
         n = self.activity.acknowledge_older(older, who)
         log.info("staff: %s acknowledged %d alarm(s) older than %.0f s", who, n, older)

@@ -108,7 +108,8 @@ def test_the_login_form_works_without_javascript(shop, no_js_browser: WebDriver)
     base, _ = shop
     driver = no_js_browser
     log_in(driver, base, "boss", "wrong")
-    assert driver.find_element(By.ID, "error").text == "Wrong user name or password."
+    # the click returns before the answer's page is loaded: wait for it
+    until(driver, lambda d: text(d, "error") == "Wrong user name or password.")
     assert driver.current_url == f"{base}/login" and "wrong" not in driver.current_url
     driver.find_element(By.ID, "password").send_keys("boss-pass")
     driver.find_element(By.ID, "username").send_keys("")  # the page came back with the form, user name kept empty

@@ -1,5 +1,6 @@
 "use strict";
 // Exit-gate alarms to check: staff acknowledge one, or every alarm older than a time.
+const OLD_ALARM_S = 600;
 async function loadAlarms(body) {
   const { el, api, act, fmtTime } = O2O;
   const a = (await (await api("/api/alarms")).json()).alarms;
@@ -15,11 +16,13 @@ async function loadAlarms(body) {
     }
     list.append(li);
   }
-  const open = a.filter((x) => !x.acknowledged).length;
+  // The button counts exactly what it clears: the open alarms older than ten minutes.
+  const cutoff = Date.now() / 1000 - OLD_ALARM_S;
+  const old = a.filter((x) => !x.acknowledged && x.ts <= cutoff).length;
   const tools = el("p");
-  if (open > 1) {
-    const all = el("button", `Clear all ${open} alarms older than 10 minutes`); all.id = "ack-old";
-    all.onclick = async () => { await act("/api/actions/alarms/ack?older_than_s=600", { label: "Clear old alarms", tag: "ack-old" }); loadAlarms(body); };
+  if (old > 0) {
+    const all = el("button", `Clear the ${old} alarm${old > 1 ? "s" : ""} older than 10 minutes`); all.id = "ack-old";
+    all.onclick = async () => { await act(`/api/actions/alarms/ack?older_than_s=${OLD_ALARM_S}`, { label: "Clear old alarms", tag: "ack-old" }); loadAlarms(body); };
     tools.append(all);
   }
   body.replaceChildren(list, tools);
