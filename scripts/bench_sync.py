@@ -136,16 +136,16 @@ def bare_store_and_forward(db: Path, port: int, n: int) -> float:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    acked: queue.Queue[tuple[int, int]] = queue.Queue()
+    # on_publish (paho's thread) only queues the mid: taking a lock there that the main thread holds while in
+    # publish() deadlocks, since paho calls on_publish holding its own lock that publish() needs.
+    acked: queue.Queue[int] = queue.Queue()
     window = threading.Semaphore(DEFAULTS.inflight)
-    ranges: dict[int, tuple[int, int]] = {}
-    lock = threading.Lock()
+    ranges: dict[int, tuple[int, int]] = {}  # the main thread's alone
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(DEFAULTS.inflight)
 
     def on_publish(c: Any, u: Any, mid: int, rc: Any, p: Any) -> None:
-        with lock:
-            acked.put(ranges.pop(mid))
+        acked.put(mid)
         window.release()
 
     client.on_publish = on_publish
@@ -155,7 +155,7 @@ def bare_store_and_forward(db: Path, port: int, n: int) -> float:
     cursor = done = 0
     while done < n:
         while not acked.empty():
-            first, last = acked.get()
+            first, last = ranges.pop(acked.get())
             conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last))
             done += last - first + 1
         rows = conn.execute("SELECT seq, body, size FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -163,7 +163,7 @@ def bare_store_and_forward(db: Path, port: int, n: int) -> float:
         if not rows:
             if done >= n:
                 break
-            first, last = acked.get(timeout=30)
+            first, last = ranges.pop(acked.get(timeout=30))
             conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last))
             done += last - first + 1
             continue
@@ -177,9 +177,8 @@ def bare_store_and_forward(db: Path, port: int, n: int) -> float:
         cursor = batch[-1][0]
         payload = b'{"gateway":"gw-1","seq":' + str(cursor).encode() + b',"events":[' + b",".join(b for _, b in batch) + b"]}"
         window.acquire()
-        with lock:
-            info = client.publish("o2o/v1/bench/gw-1/events", payload, qos=1)
-            ranges[info.mid] = (batch[0][0], cursor)
+        info = client.publish("o2o/v1/bench/gw-1/events", payload, qos=1)
+        ranges[info.mid] = (batch[0][0], cursor)  # before this thread looks at `acked` again
     elapsed = time.perf_counter() - t0
     client.loop_stop()
     client.disconnect()
