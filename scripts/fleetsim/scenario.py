@@ -465,6 +465,10 @@ async def run_scenario(plan: Plan, broker: Broker, workdir: Path, out: Out) -> R
 
         # -- 7. broker restart ----------------------------------------------------------------------
         if plan.restart:
+            if workers is not None and light:
+                # the workers report their counts once a second: wait for the push to be in them, or the
+                # re-applied count after the restart would include the push itself
+                await wait_for(lambda: workers.total("applied") - applied_before >= len(light), 10)
             applied_mid = workers.total("applied")
             reports_mid = len(monitor.reports)
             res.storm_down_s = plan.down_s
