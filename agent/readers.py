@@ -38,8 +38,6 @@ READER_STATES: Final = ("starting", "offline", "connecting", "online", "silent",
 _FRAME_ERROR_LOG_S = 30.0
 # How often the runner wakes to expire tags and check for silence, at most.
 _MAX_TICK_S = 0.25
-# A line quiet this long ends any partial frame (UHFReader18's manual: 15 ms between bytes loses sync).
-LINE_IDLE_S = 0.05
 # Cache of decoded EPCs; a store has thousands of items in view, not millions.
 _EPC_CACHE_MAX = 50_000
 
@@ -123,8 +121,6 @@ class ReaderRunner:
         self._port_open = False
         self._paused = False
         self._last_frame = clock()
-        self._last_data = clock()
-        self._idle_signalled = True
         self._last_poll = 0.0
         self._last_error_log = -_FRAME_ERROR_LOG_S
         self._epc_cache: dict[bytes, dict[str, Any]] = {}
@@ -188,7 +184,7 @@ class ReaderRunner:
         loop = asyncio.get_running_loop()
         self.transport = SerialTransport(
             self.config.port, baudrate=self.config.baudrate, loop=loop,
-            on_data=self._on_data, on_state=self._on_port, name=self.config.id,
+            on_data=self._on_data, on_state=self._on_port, on_idle=self._on_idle, name=self.config.id,
         )
         self.transport.start()
         try:
@@ -211,13 +207,6 @@ class ReaderRunner:
 
     def _tick(self) -> float:
         now = self._clock()
-        transport = self.transport
-        last_byte = max(self._last_data, transport.last_rx if transport is not None else 0.0)
-        if (not self._idle_signalled and now - last_byte >= LINE_IDLE_S
-                and (transport is None or transport.pending == 0)):
-            self._idle_signalled = True
-            self.session.line_idle()
-            self._drain_session(now)
         for tag in self.presence.expire(now):
             self._publish_gone(tag, "timeout")
         if self._port_open and not self._paused:
@@ -240,8 +229,6 @@ class ReaderRunner:
                 self._last_frame = now
         nxt = self.presence.next_deadline()
         wait = _MAX_TICK_S if not self.session.polled else min(_MAX_TICK_S, self.config.poll_interval_s)
-        if not self._idle_signalled:
-            wait = min(wait, LINE_IDLE_S)
         if nxt is not None:
             wait = min(wait, max(0.0, nxt - now) + 0.001)
         return wait
@@ -281,10 +268,12 @@ class ReaderRunner:
     def _on_data(self, data: bytes) -> None:
         self.session.receive_data(data)
         now = self._clock()
-        self._last_data = now
-        self._idle_signalled = False
         self._drain_session(now)
-        self._last_data = self._clock()  # a long decode is not a quiet line
+
+    def _on_idle(self) -> None:
+        """The port thread saw the line go quiet: a partial frame still buffered will never complete."""
+        self.session.line_idle()
+        self._drain_session(self._clock())
 
     def _drain_session(self, now: float) -> None:
         session = self.session

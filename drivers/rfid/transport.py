@@ -34,6 +34,9 @@ _READ_TIMEOUT_S = 0.02
 _STABLE_S = 5.0
 # Bytes waiting for the loop; a stalled loop must not let a chatty reader eat the gateway's memory.
 MAX_PENDING_BYTES = 1 << 20
+# No byte for this long after some arrived: the line went quiet and a partial frame will not complete.
+# The UHFReader18 manual allows 15 ms between two bytes of a frame; a pty or USB adapter adds jitter.
+LINE_IDLE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class SerialTransport:
         loop: asyncio.AbstractEventLoop,
         on_data: Callable[[bytes], None],
         on_state: Callable[[PortState], None],
+        on_idle: Callable[[], None] | None = None,
         backoff: Backoff | None = None,
         name: str = "serial",
     ) -> None:
@@ -61,12 +65,13 @@ class SerialTransport:
         self._loop = loop
         self._on_data = on_data
         self._on_state = on_state
+        self._on_idle = on_idle
         self._backoff = backoff or Backoff(0.5, 30.0, jitter=0.2, stable_s=_STABLE_S)
         self._name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._out: deque[bytes] = deque()
-        self._in: deque[bytes] = deque()
+        self._in: deque[bytes | None] = deque()  # None: the line went quiet after the bytes before it
         self._in_bytes = 0
         self._in_lock = threading.Lock()
         self._drain_scheduled = False
@@ -130,28 +135,40 @@ class SerialTransport:
         self._report(PortState(False, "stopped"))
 
     def _pump(self, port: serial.SerialBase) -> None:
+        quiet = True  # no byte since the line was last reported quiet
         while not self._stop.is_set():
             while self._out:
                 port.write(self._out.popleft())
             waiting = port.in_waiting
             data = port.read(waiting if waiting > 0 else 1)
             if data:
+                quiet = False
                 self._hand_over(data)
+            elif not quiet and time.monotonic() - self.last_rx >= LINE_IDLE_S:
+                # Only this thread can tell: an empty read means the port had nothing for a whole read
+                # timeout. The loop cannot judge from the clock: a thread kept from the GIL between the
+                # first byte of a frame and the rest looks like a quiet line from there.
+                quiet = True
+                if self._on_idle is not None:
+                    self._hand_over(None)
 
     @property
     def pending(self) -> int:
         """Bytes read from the port that the loop has not taken yet."""
         return self._in_bytes
 
-    def _hand_over(self, data: bytes) -> None:
-        self.bytes_in += len(data)
-        self.last_rx = time.monotonic()
+    def _hand_over(self, data: bytes | None) -> None:
         with self._in_lock:
-            if self._in_bytes + len(data) > MAX_PENDING_BYTES:
-                self.overruns += len(data)
-                return
+            if data is not None:
+                self.bytes_in += len(data)
+                self.last_rx = time.monotonic()
+                if self._in_bytes + len(data) > MAX_PENDING_BYTES:
+                    self.overruns += len(data)
+                    return
+                self._in_bytes += len(data)
+            elif self._in and self._in[-1] is None:
+                return  # one quiet mark is enough: the queue stays bounded by the bytes in it
             self._in.append(data)
-            self._in_bytes += len(data)
             if self._drain_scheduled:
                 return
             self._drain_scheduled = True
@@ -166,8 +183,18 @@ class SerialTransport:
             self._in.clear()
             self._in_bytes = 0
             self._drain_scheduled = False
-        if chunks:
-            self._on_data(b"".join(chunks))
+        run: list[bytes] = []
+        for chunk in chunks:
+            if chunk is not None:
+                run.append(chunk)
+                continue
+            if run:
+                self._on_data(b"".join(run))
+                run.clear()
+            if self._on_idle is not None:
+                self._on_idle()
+        if run:
+            self._on_data(b"".join(run))
 
 
 def describe_error(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ import serial
 
 from drivers.backoff import Backoff
 from drivers.rfid.transport import (
+    LINE_IDLE_S,
     MAX_PENDING_BYTES,
     PortState,
     SerialTransport,
@@ -120,6 +121,58 @@ async def test_a_stalled_loop_loses_bytes_counted_not_memory(pty: Pty) -> None:
         assert t.overruns > 0 and t.pending <= MAX_PENDING_BYTES
         await wait_for(lambda: got, 5)
         assert sum(map(len, got)) + t.overruns <= sent
+    finally:
+        await asyncio.to_thread(t.stop)
+
+
+async def test_a_quiet_line_is_marked_in_order_once_per_silence(pty: Pty) -> None:
+    pty.plug()
+    seen: list[bytes | str] = []
+    states: list[PortState] = []
+    t = SerialTransport(str(pty.link), baudrate=115200, loop=asyncio.get_running_loop(), on_data=seen.append,
+                        on_state=states.append, on_idle=lambda: seen.append("idle"))
+    t.start()
+    try:
+        await wait_for(lambda: states and states[-1].open, 5)
+        assert pty.master is not None
+        await asyncio.sleep(3 * LINE_IDLE_S)
+        assert seen == []  # nothing arrived: a line that was never busy is not reported quiet
+        os.write(pty.master, b"\xff")
+        await wait_for(lambda: "idle" in seen, 5)
+        await asyncio.sleep(4 * LINE_IDLE_S)
+        os.write(pty.master, b"\x05\x22")
+        await wait_for(lambda: seen.count("idle") == 2, 5)
+        await asyncio.sleep(4 * LINE_IDLE_S)
+        assert seen == [b"\xff", "idle", b"\x05\x22", "idle"]  # one mark per silence, after the bytes before it
+    finally:
+        await asyncio.to_thread(t.stop)
+
+
+async def test_a_busy_loop_does_not_make_a_quiet_line(pty: Pty) -> None:
+    """The event loop held up while a frame arrives in two parts: the bytes still count as one burst."""
+    pty.plug()
+    seen: list[bytes | str] = []
+    states: list[PortState] = []
+    t = SerialTransport(str(pty.link), baudrate=115200, loop=asyncio.get_running_loop(), on_data=seen.append,
+                        on_state=states.append, on_idle=lambda: seen.append("idle"))
+    t.start()
+    try:
+        await wait_for(lambda: states and states[-1].open, 5)
+        assert pty.master is not None
+        for i in range(5):
+            os.write(pty.master, b"\xff")
+            time.sleep(0.005)  # noqa: ASYNC251 - well inside a frame's gap, while the loop (this test) is blocked
+            os.write(pty.master, b"\x05\x22\x00")
+            time.sleep(4 * LINE_IDLE_S)  # noqa: ASYNC251 - the loop stays blocked past the quiet time
+            await wait_for(lambda n=i + 1: seen.count("idle") == n, 5)
+        bursts: list[bytes] = [b""]
+        for x in seen:
+            if x == "idle":
+                bursts.append(b"")
+            else:
+                assert isinstance(x, bytes)
+                bursts[-1] += x
+        assert bursts == [b"\xff\x05\x22\x00"] * 5 + [b""]  # a quiet mark after each whole frame only
     finally:
         await asyncio.to_thread(t.stop)
 
