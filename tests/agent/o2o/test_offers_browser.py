@@ -61,9 +61,14 @@ async def test_the_offers_card_shows_the_day(browser: WebDriver, config_factory,
     assert cells[:4] == ["shoes-10", "3", "1", "1"] and cells[-1] == "59.90"
     bars = await in_thread(lambda: browser.find_elements(By.CSS_SELECTOR, "#offers-chart rect"))
     assert len(bars) == 28  # two weeks, shown and redeemed
-    scale = await in_thread(browser.execute_script,
-                            "return document.querySelector('#offers-chart text.scale').textContent;")
+    scale, days, width = await in_thread(browser.execute_script, """
+        const s = document.querySelector('#offers-chart .scale');
+        return [s.textContent, [...document.querySelectorAll('#offers-chart .bars-days span')].map(e => e.textContent),
+                s.getBoundingClientRect().width];""")
     assert scale == "3 a day"  # the tallest bar: three offers shown today
+    today = time.strftime("%m-%d", time.localtime(now))
+    assert len(days) == 2 and days[1] == today  # the first and last day under the bars
+    assert width < 100  # text in the card's font, not stretched with the bars (stretched with them it measured 113 px here)
     ARTIFACTS.mkdir(exist_ok=True)
     await in_thread(browser.save_screenshot, str(ARTIFACTS / "staff-page-offers.png"))
 

@@ -2,9 +2,11 @@
 // Proximity offers for the store manager: today's figures per campaign, two weeks of offers and
 // redemptions as bars, visits and time spent per zone, and how many Wi-Fi guests opted in.
 function bars(days) {
+  // The bars stretch with the card; their labels are HTML around them, so the text is never stretched too.
+  const { el } = O2O;
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 360 90"); svg.setAttribute("preserveAspectRatio", "none"); svg.setAttribute("class", "bars"); svg.id = "offers-chart";
+  svg.setAttribute("viewBox", "0 0 360 75"); svg.setAttribute("preserveAspectRatio", "none"); svg.setAttribute("class", "bars");
   const max = Math.max(1, ...days.map((d) => Math.max(d.triggered, d.redeemed)));
   const w = 360 / Math.max(1, days.length);
   days.forEach((d, i) => {
@@ -16,18 +18,13 @@ function bars(days) {
       const t = document.createElementNS(ns, "title"); t.textContent = `${d.day}: ${d[key]} ${key}`; r.append(t);
       svg.append(r);
     }
-    if (i === 0 || i === days.length - 1) {
-      const label = document.createElementNS(ns, "text");
-      label.setAttribute("x", i === 0 ? 2 : 358); label.setAttribute("y", 88);
-      label.setAttribute("text-anchor", i === 0 ? "start" : "end"); label.textContent = d.day.slice(5);
-      svg.append(label);
-    }
   });
+  const chart = el("div", "", "bars-chart"); chart.id = "offers-chart";
   // The scale: the tallest bar's value, so a manager reads numbers, not just shapes.
-  const top = document.createElementNS(ns, "text");
-  top.setAttribute("x", 2); top.setAttribute("y", 9); top.setAttribute("class", "scale"); top.textContent = `${max} a day`;
-  svg.append(top);
-  return svg;
+  const axis = el("div", "", "bars-days");
+  if (days.length) axis.append(el("span", days[0].day.slice(5)), el("span", days[days.length - 1].day.slice(5)));
+  chart.append(el("span", `${max} a day`, "scale"), svg, axis);
+  return chart;
 }
 
 async function loadOffers(body) {
