@@ -196,7 +196,8 @@ def _memory(trace: bool) -> float:
         tracemalloc.start()
         snap0 = tracemalloc.take_snapshot()
     docs = MembersDoc.model_validate_json(members_json)
-    kept = {d.member: Member.of(d) for d in docs.members}  # what Members keeps
+    shared: dict[frozenset[str], frozenset[str]] = {}
+    kept = {d.member: Member.of(d, shared) for d in docs.members}  # what Members keeps
     beacons = {(d.ibeacon.uuid, d.ibeacon.major, d.ibeacon.minor): d.member for d in docs.members if d.ibeacon}
     del docs
     campaigns = CampaignsDoc.model_validate_json(campaigns_json).campaigns

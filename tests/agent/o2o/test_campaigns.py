@@ -65,6 +65,22 @@ def test_members_with_malformed_phones_are_refused() -> None:
     assert {"members[0].ibeacon.uuid", "members[1].ibeacon.major", "members[2].member"} <= paths
 
 
+def test_members_beyond_the_bounds_are_refused_whole() -> None:
+    from agent.o2o.members import MAX_MEMBERS, MAX_MEMBERS_BYTES
+
+    one = {"member": "L0", "consents": {"personalisation": True}}
+    many = {"version": 1, "members": [{**one, "member": f"L{i}"} for i in range(MAX_MEMBERS + 1)]}
+    with pytest.raises(DocumentError) as info:
+        parse_document(MembersDoc, json.dumps(many).encode(), max_bytes=MAX_MEMBERS_BYTES)
+    assert [e["path"] for e in info.value.errors] == ["members"]
+    assert "50000" in info.value.errors[0]["message"]
+    many["members"] = many["members"][:MAX_MEMBERS]  # exactly the bound is fine
+    assert len(parse_document(MembersDoc, json.dumps(many).encode(), max_bytes=MAX_MEMBERS_BYTES).members) == MAX_MEMBERS
+    with pytest.raises(DocumentError, match="payload too large"):
+        parse_document(MembersDoc, b'{"version": 1, "members": []' + b" " * MAX_MEMBERS_BYTES + b"}",
+                       max_bytes=MAX_MEMBERS_BYTES)
+
+
 def test_schedule_in_the_store_time_zone_across_dst() -> None:
     c = Campaign.model_validate(campaign(schedule={"start": "2026-03-27", "end": "2026-03-30", "days": ["sun"],
                                                    "from": "01:00", "to": "04:00"}))
