@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # Expired sold-ledger entries leave memory and disk this often.
 PURGE_EVERY_S = 3600.0
 # A catalog of 500,000 products is ~40 MB of JSON; anything bigger is a mistake.
-MAX_CATALOG_BYTES = 64 * 1024 * 1024
+MAX_CATALOG_BYTES = 24 * 1024 * 1024  # 100,000 products with long names; refused before it is parsed
 
 
 class CatalogStatus(BaseModel):

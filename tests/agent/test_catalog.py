@@ -41,6 +41,26 @@ async def test_unbounded_prices_are_rejected_with_their_path(running, price: str
     assert running.data.catalog_version == 1  # nothing changed
 
 
+async def test_a_catalog_beyond_the_bounds_is_refused_whole(running) -> None:  # type: ignore[no-untyped-def]
+    """A catalog that would not fit the unit's memory while parsed is refused, by count or by size, not applied."""
+    from agent.catalog import MAX_PRODUCTS
+    from agent.components.catalog import MAX_CATALOG_BYTES
+    from drivers.rfid.epc import gtin_check_digit
+
+    def gtin(i: int) -> str:
+        g13 = f"{3012345000000 + i:013d}"
+        return g13 + str(gtin_check_digit(g13))
+
+    report = await running.on_catalog(catalog(*((gtin(i), "1.00") for i in range(MAX_PRODUCTS + 1))))
+    assert report["status"] == "rejected" and [e["path"] for e in report["errors"]] == ["products"]
+    report = await running.on_catalog(b'{"version": 2, "currency": "EUR", "products": []' + b" " * MAX_CATALOG_BYTES
+                                      + b"}")
+    assert report["status"] == "rejected" and "payload too large" in report["errors"][0]["message"]
+    assert running.data.catalog_version == 1 and running.data.products == 1  # nothing changed
+    report = await running.on_catalog(catalog(*((gtin(i), "1.00") for i in range(MAX_PRODUCTS))))
+    assert report["status"] == "applied" and running.data.products == MAX_PRODUCTS  # exactly the bound is fine
+
+
 @pytest.mark.parametrize("price", ["0", "0.5", "12.90", "9999999.9999"])
 async def test_ordinary_and_largest_prices_are_taken(running, price: str) -> None:  # type: ignore[no-untyped-def]
     assert (await running.on_catalog(catalog(("96385074", price))))["status"] == "applied"
