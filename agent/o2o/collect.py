@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from agent.component import Context, Document, Reason, Rule
 from agent.components.catalog import Catalog
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 # Orders in one collect/add; a store hands over hundreds a day, not this.
 MAX_ORDERS = 5000
 MAX_ITEMS = 500
+MAX_ITEMS_PER_MESSAGE = 50_000
+MAX_ADD_BYTES = 4 * 1024 * 1024
+# Orders waiting or arrived at once: beyond this the cloud is not cancelling what was never collected.
+MAX_OPEN_ORDERS = 10_000
 # Orders kept after they are handed over or cancelled (for the page and the day's figures), then deleted.
 KEEP_DONE_S = 7 * 86400
 State = Literal["waiting", "arrived", "handed_over", "cancelled"]
@@ -51,8 +56,10 @@ CREATE TABLE IF NOT EXISTS collect_orders (order_id TEXT PRIMARY KEY, doc BLOB N
 """
 
 
-class Item(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# Orders and their items are many small objects: slotted dataclasses take a fraction of a BaseModel's memory
+# (a 4 MiB collect/add of one-GTIN items parsed into ~116 MiB as BaseModels).
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class Item:
     gtin: str = Field(pattern=r"^\d{8}$|^\d{12,14}$")
     epc: str | None = Field(default=None, pattern=r"^([0-9A-Fa-f]{2}){4,62}$")
 
@@ -62,8 +69,8 @@ class Item(BaseModel):
         return None if value is None else value.upper()
 
 
-class OrderDoc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class OrderDoc:
     order_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
     member: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@+-]+$")
     pickup_point: str = Field(min_length=1, max_length=64)
@@ -73,6 +80,14 @@ class OrderDoc(BaseModel):
 class CollectAdd(BaseModel):
     model_config = ConfigDict(extra="forbid")
     orders: list[OrderDoc] = Field(min_length=1, max_length=MAX_ORDERS)
+
+    @field_validator("orders")
+    @classmethod
+    def _items_in_all(cls, orders: list[OrderDoc]) -> list[OrderDoc]:
+        total = sum(len(o.items) for o in orders)
+        if total > MAX_ITEMS_PER_MESSAGE:
+            raise ValueError(f"{total:,} items in one message, at most {MAX_ITEMS_PER_MESSAGE:,}: split the orders")
+        return orders
 
 
 class CollectCancel(BaseModel):
@@ -136,6 +151,7 @@ class CollectStatus(BaseModel):
     arrived: int
     stale: int
     rejected: int
+    refused_full: int = 0  # new orders refused while MAX_OPEN_ORDERS were open
 
 
 class Collect(Rule):
@@ -151,6 +167,7 @@ class Collect(Rule):
         self._db = o2o_db(ctx, "collect")
         self.orders: dict[str, Order] = {}
         self.rejected = 0
+        self.refused_full = 0
 
     async def start(self) -> None:
         orders = await self._db.open(_load)
@@ -169,7 +186,7 @@ class Collect(Rule):
     # -- collect/add, collect/cancel -------------------------------------------------------------
 
     def documents(self) -> Iterable[Document]:
-        yield Document("collect/add", self.on_add, "collect/reported", max_bytes=8 * 1024 * 1024)
+        yield Document("collect/add", self.on_add, "collect/reported", max_bytes=MAX_ADD_BYTES)
         yield Document("collect/cancel", self.on_cancel, "collect/reported")
 
     def _rejected(self, what: str, errors: list[dict[str, str]]) -> Report:
@@ -184,12 +201,21 @@ class Collect(Rule):
             return self._rejected("collect/add", validation_errors(exc))
         now = self._wall()
         added, ignored = [], []
+        open_now = sum(1 for o in self.orders.values() if o.state in ("waiting", "arrived"))
+        refused = 0
         for i, o in enumerate(doc.orders):
             old = self.orders.get(o.order_id)
             if old is not None and old.state == "handed_over":
                 ignored.append({"path": f"orders[{i}].order_id",
                                 "message": f"order {o.order_id} was handed over already"})
                 continue
+            if old is None and open_now >= MAX_OPEN_ORDERS:
+                refused += 1
+                ignored.append({"path": f"orders[{i}]", "message": f"the store already holds {MAX_OPEN_ORDERS:,} "
+                                "orders waiting or arrived: cancel the ones never collected"})
+                continue
+            if old is None:
+                open_now += 1
             if old is not None and old.state == "arrived" and old.doc.member == o.member:
                 order = Order(o, "arrived", old.added_at, old.arrived_at, old.zone)  # new content, still here
             else:
@@ -198,6 +224,10 @@ class Collect(Rule):
             added.append(order)
         await self._db.run(_save, added)
         log.info("collect: %d order(s) added or replaced, %d ignored", len(added), len(ignored))
+        if refused:
+            self.refused_full += refused
+            log.warning("collect: %d new order(s) refused: %s orders are open already (%d refused since start)",
+                        refused, f"{MAX_OPEN_ORDERS:,}", self.refused_full)
         return {"status": "applied", "command": "collect/add", "orders": [o.doc.order_id for o in added],
                 "errors": ignored}
 
@@ -288,12 +318,17 @@ class Collect(Rule):
         v = self.view()
         return CollectStatus(waiting=sum(1 for o in v if o.state == "waiting"),
                              arrived=sum(1 for o in v if o.state == "arrived"),
-                             stale=sum(1 for o in v if o.stale), rejected=self.rejected)
+                             stale=sum(1 for o in v if o.stale), rejected=self.rejected,
+                             refused_full=self.refused_full)
 
     def health(self) -> Iterable[Reason]:
         arrived = [o for o in self.view() if o.state == "arrived"]
         if arrived:
             yield Reason("amber", f"{len(arrived)} click-and-collect customer(s) waiting at the counter.")
+        if self.refused_full and sum(1 for o in self.orders.values() if o.state in ("waiting", "arrived")) \
+                >= MAX_OPEN_ORDERS:
+            yield Reason("amber", f"Click-and-collect is full ({MAX_OPEN_ORDERS:,} open orders): "
+                                  f"{self.refused_full} new order(s) refused; the orders never collected need cancelling.")
 
 
 def _log_failure(fut: Any) -> None:
@@ -304,6 +339,9 @@ def _log_failure(fut: Any) -> None:
 # -- on the worker thread ------------------------------------------------------------------------
 
 
+_ORDER: TypeAdapter[OrderDoc] = TypeAdapter(OrderDoc)
+
+
 def _load(conn: sqlite3.Connection) -> dict[str, Order]:
     conn.executescript(_SCHEMA)
     with storage_errors("collect read failed"):
@@ -312,13 +350,13 @@ def _load(conn: sqlite3.Connection) -> dict[str, Order]:
         rows = conn.execute("SELECT doc, state, added_at, arrived_at, zone, done_at FROM collect_orders").fetchall()
     out = {}
     for doc, state, added, arrived, zone, done in rows:
-        o = OrderDoc.model_validate(orjson.loads(doc))
+        o = _ORDER.validate_json(doc)
         out[o.order_id] = Order(o, state, added, arrived, zone, done)
     return out
 
 
 def _save(conn: sqlite3.Connection, orders: list[Order]) -> None:
-    rows = [(o.doc.order_id, orjson.dumps(o.doc.model_dump(mode="json")), o.state, o.added_at, o.arrived_at, o.zone,
+    rows = [(o.doc.order_id, orjson.dumps(o.doc), o.state, o.added_at, o.arrived_at, o.zone,
              o.done_at) for o in orders]
     with storage_errors("collect write failed"), transaction(conn):
         conn.executemany("INSERT OR REPLACE INTO collect_orders (order_id, doc, state, added_at, arrived_at, zone, "

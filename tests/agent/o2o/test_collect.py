@@ -134,3 +134,34 @@ async def test_bad_orders_cancel_and_handover_errors(mosquitto: Mosquitto, tmp_p
         assert o["state"] == "cancelled" and agent["collect"].rejected == 1
     finally:
         sub.close()
+
+
+async def test_bounds_on_items_per_message_and_open_orders(monkeypatch, config_factory, start_agent) -> None:  # type: ignore[no-untyped-def]
+    """A message too big to hold is refused whole with its path; orders beyond the open bound are refused one by
+    one, counted on the status and logged, and the orders already there are untouched."""
+    from agent.o2o import collect
+
+    ra = await start_agent(config_factory(mqtt={"enabled": False}))
+    comp = ra.agent["collect"]
+    order = ORDER["orders"][0]
+    items = [{"gtin": SHOE_GTIN}] * collect.MAX_ITEMS
+    too_many = {"orders": [{**order, "order_id": f"big-{i}", "items": items}
+                           for i in range(collect.MAX_ITEMS_PER_MESSAGE // collect.MAX_ITEMS + 1)]}
+    report = await comp.on_add(json.dumps(too_many).encode())
+    assert report is not None and report["status"] == "rejected"
+    assert [e["path"] for e in report["errors"]] == ["orders"] and "at most 50,000" in report["errors"][0]["message"]
+    assert comp.orders == {}
+
+    monkeypatch.setattr(collect, "MAX_OPEN_ORDERS", 3)
+    first = {"orders": [{**order, "order_id": f"o{i}"} for i in range(2)]}
+    assert (await comp.on_add(json.dumps(first).encode()))["orders"] == ["o0", "o1"]
+    more = {"orders": [{**order, "order_id": f"o{i}"} for i in range(1, 5)]}  # o1 again (a replace), o2..o4 new
+    report = await comp.on_add(json.dumps(more).encode())
+    assert report is not None and report["status"] == "applied" and report["orders"] == ["o1", "o2"]
+    assert [e["path"] for e in report["errors"]] == ["orders[2]", "orders[3]"]
+    assert "3 orders waiting or arrived" in report["errors"][0]["message"]
+    assert sorted(comp.orders) == ["o0", "o1", "o2"] and comp.status().refused_full == 2
+    assert any("Click-and-collect is full (3 open orders): 2 new order(s) refused" in r.text for r in comp.health())
+    h = {"Authorization": "Bearer test-token"}
+    async with aiohttp.ClientSession() as http, http.get(f"{ra.base_url}/api/status", headers=h) as r:
+        assert (await r.json())["collect"]["refused_full"] == 2
