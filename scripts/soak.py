@@ -43,18 +43,27 @@ PAGES = 5
 
 
 class SlidingFeeder(Feeder):
-    """A Feeder whose tags change: one of its 100 leaves the field and a new one comes every 2 s."""
+    """A Feeder whose tags change: every 2 s one of the `tags` in the field leaves and another comes, from a pool
+    twice that size (so the outbox gets a steady trickle of tag.seen and tag.gone, and a backlog in an outage)."""
+
+    def __init__(self, master: int, rate: float, tags: int, seed: int) -> None:
+        super().__init__(master, rate, 2 * tags, seed)
+        self.field = tags
 
     def run(self) -> None:
         t0 = time.perf_counter()
-        base = list(self.frames)
-        spare = self.frames[:]  # rotated copies stand for new tags coming in
+        pool = list(self.frames)
+        shift, i = -1, 0
+        window: list[bytes] = []
         while not self.stop.is_set():
-            shift = int((time.perf_counter() - t0) / 2) % len(base)
-            self.frames = base[shift:] + spare[:shift]
+            now = int((time.perf_counter() - t0) / 2) % len(pool)
+            if now != shift:
+                shift = now
+                window = [pool[(shift + k) % len(pool)] for k in range(self.field)]
             due = int((time.perf_counter() - t0) * self.rate)
             if due > self.sent:
-                chunk = b"".join(self.frames[k % len(self.frames)] for k in range(self.sent, due))
+                chunk = b"".join(window[(i + k) % self.field] for k in range(due - self.sent))
+                i += due - self.sent
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(self.master, view):]
