@@ -152,25 +152,14 @@ def slope(rows: list[dict[str, float]], window_s: float) -> tuple[float, float, 
 
 
 def plot(rows: list[dict[str, float]], outages: list[tuple[float, float]], path: Path) -> None:
-    import matplotlib
+    """scripts/soak_plot.py in .venv-plot: matplotlib (and numpy) stay out of the daemon's venv."""
+    import json
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
-    t = [r["t"] / 60 for r in rows]
-    for ax, key, label in zip(axes, ("rss", "cpu", "fds", "depth"),
-                              ("RSS (MiB)", "CPU (% of a core)", "open files", "outbox depth (events)"), strict=True):
-        ax.plot(t, [r[key] for r in rows], lw=1)
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        for a, b in outages:
-            ax.axvspan(a / 60, b / 60, color="orange", alpha=0.15)
-    axes[-1].set_xlabel("minutes (orange: broker away)")
-    fig.suptitle(f"o2o-edge soak: {READERS} readers, {READS_PER_S:,} reads/s, {BLE_PER_S} BLE reports/s, "
-                 f"{PAGES} staff pages")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    job = {"rows": rows, "outages": outages, "path": str(path),
+           "title": f"o2o-edge soak: {READERS} readers, {READS_PER_S:,} reads/s, {BLE_PER_S} BLE reports/s, "
+                    f"{PAGES} staff pages"}
+    subprocess.run([str(ROOT / ".venv-plot" / "bin" / "python"), str(ROOT / "scripts" / "soak_plot.py")],
+                   input=json.dumps(job), text=True, check=True, timeout=300)
 
 
 def main() -> int:
