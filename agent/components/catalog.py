@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 # Expired sold-ledger entries leave memory and disk this often.
 PURGE_EVERY_S = 3600.0
-# A catalog of 500,000 products is ~40 MB of JSON; anything bigger is a mistake.
-MAX_CATALOG_BYTES = 24 * 1024 * 1024  # 100,000 products with long names; refused before it is parsed
+# agent.catalog.MAX_PRODUCTS (100,000) products with long names; anything bigger is refused before it is parsed.
+MAX_CATALOG_BYTES = 24 * 1024 * 1024
 
 
 class CatalogStatus(BaseModel):

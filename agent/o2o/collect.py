@@ -201,7 +201,7 @@ class Collect(Rule):
             return self._rejected("collect/add", validation_errors(exc))
         now = self._wall()
         added, ignored = [], []
-        open_now = sum(1 for o in self.orders.values() if o.state in ("waiting", "arrived"))
+        open_now = self._open_count()
         refused = 0
         for i, o in enumerate(doc.orders):
             old = self.orders.get(o.order_id)
@@ -321,12 +321,15 @@ class Collect(Rule):
                              stale=sum(1 for o in v if o.stale), rejected=self.rejected,
                              refused_full=self.refused_full)
 
+    def _open_count(self) -> int:
+        """Orders waiting or arrived: what MAX_OPEN_ORDERS bounds."""
+        return sum(1 for o in self.orders.values() if o.state in ("waiting", "arrived"))
+
     def health(self) -> Iterable[Reason]:
         arrived = [o for o in self.view() if o.state == "arrived"]
         if arrived:
             yield Reason("amber", f"{len(arrived)} click-and-collect customer(s) waiting at the counter.")
-        if self.refused_full and sum(1 for o in self.orders.values() if o.state in ("waiting", "arrived")) \
-                >= MAX_OPEN_ORDERS:
+        if self.refused_full and self._open_count() >= MAX_OPEN_ORDERS:
             yield Reason("amber", f"Click-and-collect is full ({MAX_OPEN_ORDERS:,} open orders): "
                                   f"{self.refused_full} new order(s) refused; the orders never collected need cancelling.")
 

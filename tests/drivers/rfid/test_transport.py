@@ -4,9 +4,11 @@ backoff, a missing port with its reason, overruns counted when the loop falls be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import tty
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -125,7 +127,9 @@ async def test_a_stalled_loop_loses_bytes_counted_not_memory(pty: Pty) -> None:
         await asyncio.to_thread(t.stop)
 
 
-async def test_a_quiet_line_is_marked_in_order_once_per_silence(pty: Pty) -> None:
+@contextlib.asynccontextmanager
+async def quiet_marks(pty: Pty) -> AsyncIterator[list[bytes | str]]:
+    """A transport on the plugged pty, open, recording its bytes and its quiet marks ("idle") in order."""
     pty.plug()
     seen: list[bytes | str] = []
     states: list[PortState] = []
@@ -134,6 +138,14 @@ async def test_a_quiet_line_is_marked_in_order_once_per_silence(pty: Pty) -> Non
     t.start()
     try:
         await wait_for(lambda: states and states[-1].open, 5)
+        assert pty.master is not None
+        yield seen
+    finally:
+        await asyncio.to_thread(t.stop)
+
+
+async def test_a_quiet_line_is_marked_in_order_once_per_silence(pty: Pty) -> None:
+    async with quiet_marks(pty) as seen:
         assert pty.master is not None
         await asyncio.sleep(3 * LINE_IDLE_S)
         assert seen == []  # nothing arrived: a line that was never busy is not reported quiet
@@ -144,20 +156,11 @@ async def test_a_quiet_line_is_marked_in_order_once_per_silence(pty: Pty) -> Non
         await wait_for(lambda: seen.count("idle") == 2, 5)
         await asyncio.sleep(4 * LINE_IDLE_S)
         assert seen == [b"\xff", "idle", b"\x05\x22", "idle"]  # one mark per silence, after the bytes before it
-    finally:
-        await asyncio.to_thread(t.stop)
 
 
 async def test_a_busy_loop_does_not_make_a_quiet_line(pty: Pty) -> None:
     """The event loop held up while a frame arrives in two parts: the bytes still count as one burst."""
-    pty.plug()
-    seen: list[bytes | str] = []
-    states: list[PortState] = []
-    t = SerialTransport(str(pty.link), baudrate=115200, loop=asyncio.get_running_loop(), on_data=seen.append,
-                        on_state=states.append, on_idle=lambda: seen.append("idle"))
-    t.start()
-    try:
-        await wait_for(lambda: states and states[-1].open, 5)
+    async with quiet_marks(pty) as seen:
         assert pty.master is not None
         for i in range(5):
             os.write(pty.master, b"\xff")
@@ -173,8 +176,6 @@ async def test_a_busy_loop_does_not_make_a_quiet_line(pty: Pty) -> None:
                 assert isinstance(x, bytes)
                 bursts[-1] += x
         assert bursts == [b"\xff\x05\x22\x00"] * 5 + [b""]  # a quiet mark after each whole frame only
-    finally:
-        await asyncio.to_thread(t.stop)
 
 
 def test_probe_and_open_port(pty: Pty, tmp_path: Path) -> None:
