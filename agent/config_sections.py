@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     Strict,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -253,9 +254,10 @@ class PortalConfig(Section):
     fas_secure_level: Literal[0, 1, 2, 3, 4] = 1  # openNDS's fas_secure_enabled
     ndsctl: str = "/usr/bin/ndsctl"  # how guests are checked and authenticated with openNDS
     session_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
-    # openNDS's faskey (openNDS generates one when its config sets none: copy it here). Levels 1-4 need it:
-    # rhid = sha256(hid + faskey) is how openNDS finds and authenticates the guest; 2 and 3 decrypt with it.
-    faskey: SecretStr | None = None
+    # openNDS's faskey (openNDS generates one when its config sets none: copy it here). Levels 2 and 3 decrypt
+    # the query with it. At 1 and 4 it is optional: with it the guest is looked up by rhid = sha256(hid + faskey),
+    # without it by the address the page was asked from; either way openNDS must vouch for the query's hid.
+    faskey: SecretStr = Field(default=SecretStr(""), validate_default=True)
     upload_kbps: int = Field(default=0, ge=0)  # per-guest limits handed to ndsctl auth; 0 = openNDS defaults
     download_kbps: int = Field(default=0, ge=0)
     upload_quota_kb: int = Field(default=0, ge=0)
@@ -270,12 +272,18 @@ class PortalConfig(Section):
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
+    @field_validator("faskey")
+    @classmethod
+    def _key_to_decrypt(cls, faskey: SecretStr, info: ValidationInfo) -> SecretStr:
+        level = info.data.get("fas_secure_level")
+        if level in (2, 3) and not faskey.get_secret_value():
+            raise PydanticCustomError(
+                "faskey", "fas_secure_level {level} encrypts the query with openNDS's faskey: copy it here (its "
+                          "config, or the one it generated)", {"level": level})
+        return faskey
+
     @model_validator(mode="after")
     def _checks(self) -> PortalConfig:
-        if self.fas_secure_level > 0 and self.faskey is None:
-            raise PydanticCustomError(
-                "faskey", "fas_secure_level {level} needs the faskey openNDS uses (its config, or the one it generated)",
-                {"level": self.fas_secure_level})
         if (self.tls_cert is None) != (self.tls_key is None):
             raise PydanticCustomError("tls", "tls_cert and tls_key go together", {})
         if self.listen is not None:

@@ -2,13 +2,14 @@
 
 A FAS query proves nothing by itself: anyone in the store can type one. Before
 a guest sees the consent form, and again right before `ndsctl auth`, the client
-is checked with openNDS (`ndsctl json KEY`, where KEY is what openNDS
-authenticates by: `tok` at level 0, rhid = sha256(hid + faskey) at 1-4):
-openNDS must know it, it must be waiting (Preauthenticated), its token must
-be the one the query names (tok, or sha256(token) = hid), its IP the query's
-and the HTTP peer's, its MAC the query's (levels 1-4). Each KEY authenticates
-once: a replayed or forged query gets a refusal page, a counted and logged
-refusal, and no `ndsctl auth`. The MAC that is kept (with personalisation
+is checked with openNDS (`ndsctl json KEY`, where KEY is `tok` at level 0,
+rhid = sha256(hid + faskey) at 1-4, or the guest's IP at 1 and 4 when no
+faskey is configured): openNDS must know it, it must be waiting
+(Preauthenticated), its token must be the one the query names (tok, or
+sha256(token) = hid), its IP the query's and the HTTP peer's, its MAC the
+query's (levels 1-4). The guest is then authenticated by the token openNDS
+reported, and each token once: a replayed or forged query gets a refusal
+page, a counted and logged refusal, and no `ndsctl auth`. The MAC that is kept (with personalisation
 consent only) is the one openNDS reports, never one taken from the query.
 
 Without consent to personalisation the store knows a guest only as a MAC hashed
@@ -33,7 +34,7 @@ from agent.events import Event
 from agent.hub import Hub
 from agent.portal_text import TEXT_VERSION
 from agent.privacy import DailySalt
-from drivers.wifi.fas import FasClient, FasError, auth_token, parse_fas, token_hid
+from drivers.wifi.fas import FasClient, FasError, lookup_key, parse_fas, token_hid
 from drivers.wifi.ndsctl import NdsClient, NdsCtl, NdsCtlError
 
 __all__ = ["REFUSALS", "Guest", "GuestWifi", "Refused"]
@@ -68,7 +69,7 @@ class OpenNds(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Guest:
-    """A client openNDS itself vouched for: what `ndsctl json` said, and the key to authenticate it by."""
+    """A client openNDS itself vouched for: what `ndsctl json` said; key is its token, what it is authenticated by."""
 
     key: str
     ip: str
@@ -111,7 +112,7 @@ class GuestWifi:
         self._consents = consents
         self._salt = salt or DailySalt()
         self._ndsctl: OpenNds = nds or NdsCtl(portal.ndsctl)
-        self._faskey = portal.faskey.get_secret_value() if portal.faskey else None
+        self._faskey = portal.faskey.get_secret_value()
         self._used: OrderedDict[str, float] = OrderedDict()
         self.sessions: dict[str, WifiSession] = {}  # by client IP
         self.auth_failures = 0
@@ -132,7 +133,7 @@ class GuestWifi:
         """The guest behind a FAS query, vouched for by openNDS; Refused otherwise."""
         try:
             client = parse_fas(query, level=self.portal.fas_secure_level, faskey=self._faskey)
-            key = auth_token(client, self._faskey)
+            key = lookup_key(client, self._faskey)
         except FasError as exc:
             raise self.refuse("malformed", str(exc), peer) from exc
         return await self.verify(client, key, peer)
@@ -153,9 +154,9 @@ class GuestWifi:
             raise self.refuse("token", "the query does not match openNDS's client", peer)
         if client.clientmac is not None and nds.mac != client.clientmac:
             raise self.refuse("token", "the query's MAC is not the client's", peer)
-        if key in self._used:  # openNDS would refuse it anyway; never ask twice with one key
+        if nds.token in self._used:  # openNDS would refuse it anyway; never ask twice with one token
             raise self.refuse("replay", "this query already authenticated a guest", peer)
-        return Guest(key, nds.ip, nds.mac, client.originurl, client)
+        return Guest(nds.token, nds.ip, nds.mac, client.originurl, client)
 
     def _spend(self, key: str) -> None:
         now = time.monotonic()
@@ -177,7 +178,7 @@ class GuestWifi:
         return consent
 
     async def authenticate(self, guest: Guest, consent: Consent) -> WifiSession:
-        """`ndsctl auth` by the key openNDS vouched for; the key is spent even if openNDS refuses."""
+        """`ndsctl auth` by the token openNDS vouched for; the token is spent even if openNDS refuses."""
         p = self.portal
         self._spend(guest.key)
         try:

@@ -20,7 +20,9 @@ ones print as "(null)". gatewayname, gatewayurl and originurl are URL-encoded.
 
 hid = sha256hex(token) (src/client_list.c 122-127). To authenticate the client, a FAS hands back `tok` at level 0
 and rhid = sha256hex(hid + faskey) at levels 1-4 (src/http_microhttpd.c 535-583); `ndsctl json|auth|deauth`
-accept the same value to find the client (src/client_list.c 319-362: longer than 8 characters = rhid).
+accept the same value to find the client (src/client_list.c 319-362: longer than 8 characters = rhid), and also
+the client's token, IP or MAC (216-233). openNDS generates a faskey when its config sets none (src/conf.c, "Generate
+a unique faskey if not set in config"): without a copy of it levels 1 and 4 still work (lookup_key), 2 and 3 do not.
 
 Anything that is not such a query raises FasError, the one error of this module.
 """
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["FAS_LEVELS", "FasClient", "FasError", "auth_token", "parse_fas", "rhid", "token_hid"]
+__all__ = ["FAS_LEVELS", "FasClient", "FasError", "lookup_key", "parse_fas", "rhid", "token_hid"]
 
 FAS_LEVELS: Final = (0, 1, 2, 3, 4)
 _SEP: Final = ", "
@@ -86,18 +88,17 @@ def rhid(hid: str, faskey: str) -> str:
     return hashlib.sha256((hid + faskey).encode()).hexdigest()
 
 
-def auth_token(client: FasClient, faskey: str | None) -> str:
-    """The value openNDS authenticates this client by: `tok` at level 0, rhid at levels 1-4. It is also the key
-    `ndsctl json`, `ndsctl auth` and `ndsctl deauth` find the client by."""
+def lookup_key(client: FasClient, faskey: str = "") -> str:
+    """What `ndsctl json` is to find this client by (openNDS tries token, then IP, then MAC: src/client_list.c
+    216-233): `tok` at level 0; at levels 1-4 rhid when the faskey is known, else the client's IP, which the
+    caller checks is the HTTP peer's. Either way the hid must then match the token openNDS reports."""
     if client.level == 0:
         if client.tok is None:
             raise FasError("level 0 client without tok")
         return client.tok
     if client.hid is None:
         raise FasError(f"level {client.level} client without hid")
-    if not faskey:
-        raise FasError(f"level {client.level} needs the faskey openNDS was given, to compute rhid")
-    return rhid(client.hid, faskey)
+    return rhid(client.hid, faskey) if faskey else client.clientip
 
 
 def _pairs(text: str) -> dict[str, str]:
@@ -156,7 +157,7 @@ def _level0(query: Mapping[str, str]) -> dict[str, str]:
     return fields
 
 
-def parse_fas(query: Mapping[str, str], *, level: int, faskey: str | None = None) -> FasClient:
+def parse_fas(query: Mapping[str, str], *, level: int, faskey: str = "") -> FasClient:
     """The client in a decoded FAS query string, for openNDS's fas_secure_enabled `level`."""
     if sum(len(k) + len(v) for k, v in query.items()) > MAX_QUERY:
         raise FasError("query too long")

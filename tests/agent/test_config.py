@@ -82,11 +82,23 @@ def test_relative_storage_path_is_relative_to_the_config_file(tmp_path: Path) ->
         (MINIMAL + "[ble]\n[[ble.beacons]]\nid='b'\nibeacon={uuid='f7826da6-4fa2-4e98-8024-bc5b71e0893e', major=70000, minor=2}\n",
          "ble.beacons[0].ibeacon.major: input should be less than or equal to 65535"),
         (MINIMAL + "[wifi.portal]\nfas_secure_level = 7\n", "wifi.portal.fas_secure_level: must be one of 0, 1, 2, 3"),
+        (MINIMAL + "[wifi.portal]\nfas_secure_level = 3\n", "wifi.portal.faskey: fas_secure_level 3 encrypts the query"),
+        (MINIMAL + "[wifi.portal]\nfas_secure_level = 2\nfaskey = ''\n", "wifi.portal.faskey: fas_secure_level 2"),
         (MINIMAL + "[logging]\nlevel = 'loud'\n", "logging.level: must be one of debug, info, warning, error"),
     ],
 )
 def test_each_schema_error_names_its_key_path(tmp_path: Path, snippet: str, expected: str) -> None:
     assert any(p.startswith(expected) for p in problems_of(snippet, tmp_path)), problems_of(snippet, tmp_path)
+
+
+@pytest.mark.parametrize("portal", ["fas_secure_level = 1\nfaskey = \"\"\n", "fas_secure_level = 4\n",
+                                    "fas_secure_level = 0\n", "fas_secure_level = 3\nfaskey = \"k\"\n"])
+def test_the_faskey_is_needed_only_to_decrypt(tmp_path: Path, portal: str) -> None:
+    """DESIGN.md's `faskey = ""` (openNDS's default) at level 1: levels 1 and 4 find the guest without it."""
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + "[wifi.portal]\n" + portal)
+    config = load_config(path)
+    assert config.wifi.portal is not None and f"= {config.wifi.portal.fas_secure_level}\n" in portal
 
 
 def test_cross_section_errors_have_precise_paths(tmp_path: Path) -> None:

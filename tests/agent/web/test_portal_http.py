@@ -114,8 +114,10 @@ async def test_consent_flow_in_french_and_english(nds: Nds, config_factory, star
             done = await r.text()
         assert "Vous êtes connecté" in done and "vérifierons votre carte" in done
         assert re.search(r'id="time-left">Votre session se termine dans 120 minutes', done)
-    (auth,) = nds.calls("auth")  # by rhid, the key openNDS authenticates a level 1 client by, never by MAC
-    assert auth[1:7] == [rhid(token_hid(client["token"]), FASKEY), "120", "0", "0", "0", "0"]
+    # looked up by rhid (the faskey is configured), authenticated by the token openNDS reported, never by MAC
+    assert nds.calls("json")[0][1] == rhid(token_hid(client["token"]), FASKEY)
+    (auth,) = nds.calls("auth")
+    assert auth[1:7] == [client["token"], "120", "0", "0", "0", "0"]
     assert nds.client()["state"] == "Authenticated"  # type: ignore[index]
     await wait_for(lambda: ra.agent.hub.published_by_kind.get("wifi.session.start"), 5)
     given = next(e for e in ra.agent["alarms"].activity.recent if e["kind"] == "consent.given")
@@ -134,6 +136,31 @@ async def test_the_honest_guest_gets_online_at_every_level(level: int, nds: Nds,
             assert r.status == 200 and 'id="success"' in await r.text()
     assert nds.client(client["mac"])["state"] == "Authenticated"  # type: ignore[index]
     assert len(nds.calls("auth")) == 1 and sum(ra.agent["wifi"].wifi.refused.values()) == 0
+
+
+@pytest.mark.parametrize("level", [1, 4])
+async def test_without_the_faskey_levels_1_and_4_still_work_and_refuse_forgeries(  # type: ignore[no-untyped-def]
+        level: int, nds: Nds, config_factory, start_agent) -> None:
+    """DESIGN.md's `faskey = ""`: openNDS then uses a key of its own (src/conf.c generates one), so rhid cannot be
+    computed here; the guest is found by the address the page was asked from, and the hid must still match."""
+    ra = await start_agent(portal_config(config_factory, nds, fas_secure_level=level, faskey=""))
+    base, wifi = ra.base_url, ra.agent["wifi"].wifi
+    me = nds.add()
+    other = nds.add(ip="192.168.8.77", mac="66:55:44:33:22:11")
+    async with aiohttp.ClientSession() as http:
+        assert (await visit_status(http, base, nds.query(level, me, token="0badc0de")))[0] == 403  # wrong hid
+        assert (await visit_status(http, base, nds.query(level, other)))[0] == 403  # another device's query
+        _, fields = await open_portal(http, base, nds.query(level, me), "en")
+        async with http.post(f"{base}/portal/", data={**fields, "wifi": "1"}) as r:
+            assert r.status == 200 and 'id="success"' in await r.text()
+        async with http.post(f"{base}/portal/", data={**fields, "wifi": "1"}) as r:  # the form replayed
+            assert r.status == 403
+        await visit_status(http, base, nds.query(level, me))  # the query again: openNDS says Authenticated
+    assert nds.calls("json")[0][1] == PEER
+    assert [a[1] for a in nds.calls("auth")] == [me["token"]] and nds.client()["state"] == "Authenticated"  # type: ignore[index]
+    assert nds.client(other["mac"])["state"] == "Preauthenticated"  # type: ignore[index]
+    assert wifi.refused["token"] == 1 and wifi.refused["peer"] == 1
+    assert wifi.refused["replay"] == 1 and wifi.refused["state"] == 1
 
 
 async def test_forged_replayed_and_foreign_queries_are_refused(nds: Nds, config_factory, start_agent,  # type: ignore[no-untyped-def]

@@ -49,9 +49,10 @@ async def test_a_guest_gets_online_and_out_through_the_helper(nds: Nds, helper: 
             assert r.status == 200
             page = await r.text()
         assert 'id="success"' in page
-        key = rhid(token_hid(client["token"]), FASKEY)
-        assert nds.calls() == [["json", key], ["json", key], ["auth", key, "120", "0", "0", "0", "0",
-                                                               nds.calls("auth")[0][7]]]
+        key, token = rhid(token_hid(client["token"]), FASKEY), client["token"]
+        # found by rhid, checked again and authenticated by the token openNDS reported for it
+        assert nds.calls() == [["json", key], ["json", token], ["auth", token, "120", "0", "0", "0", "0",
+                                                                 nds.calls("auth")[0][7]]]
         assert nds.client()["state"] == "Authenticated"  # type: ignore[index]
         await wait_for(lambda: ra.agent.hub.published_by_kind.get("wifi.session.start"), 5)
         csrf = re.search(r'action="/portal/logout[^"]*"><input type="hidden" name="csrf" value="([^"]+)"', page)
@@ -61,7 +62,8 @@ async def test_a_guest_gets_online_and_out_through_the_helper(nds: Nds, helper: 
     assert nds.calls("deauth") == [["deauth", MAC]] and nds.client() is None
     assert len(helper.procs) == 4  # one root process a request
     journal = helper.journal()
-    assert journal.count("json <rhid>: exit 0") == 2 and "auth <rhid> 120 0 0 0 0 <custom, " in journal
+    assert "json <rhid>: exit 0" in journal and "json <token>: exit 0" in journal
+    assert "auth <token> 120 0 0 0 0 <custom, " in journal
     assert "deauth <MAC>: exit 0" in journal
     assert MAC not in journal and key not in journal and client["token"] not in journal  # no secrets logged
 

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.wifi.fas import FasClient, FasError, auth_token, parse_fas, rhid, token_hid
+from drivers.wifi.fas import FasClient, FasError, lookup_key, parse_fas, rhid, token_hid
 from tests.drivers.wifi import make_opennds_vectors
 
 V = json.loads((Path(__file__).parent / "opennds_vectors.json").read_text())
@@ -38,7 +38,7 @@ def query_of(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
 
 
-def parse_level(level: int, faskey: str | None = V["faskey"]) -> FasClient:
+def parse_level(level: int, faskey: str = V["faskey"]) -> FasClient:
     return parse_fas(query_of(V[f"level{level}"]["url"]), level=level, faskey=faskey)
 
 
@@ -47,7 +47,7 @@ def test_level0_authaction_carries_clientip_and_there_is_no_mac() -> None:
     assert (c.level, c.clientip, c.clientmac, c.tok, c.hid) == (0, "192.168.8.123", None, V["token"], None)
     assert (c.gatewayname, c.gatewayaddress, c.authdir) == ("o2o Edge Test", "192.168.8.1:2050", "opennds_auth")
     assert c.originurl == V["client"]["originurl"] and c.client_type is None and c.custom == {}
-    assert auth_token(c, None) == V["token"]
+    assert lookup_key(c) == V["token"]
 
 
 @pytest.mark.parametrize("level", [1, 2, 3, 4])
@@ -59,7 +59,7 @@ def test_levels_1_to_4(level: int) -> None:
     assert c.originurl == V["client"]["originurl"] and c.fields["gatewayurl"] == "http://192.168.8.1"
     assert c.authdir == ("opennds_auth" if level in (2, 3) else None)  # only levels 2 and 3 send authdir
     assert c.custom == (CUSTOM if level in (2, 4) else {})
-    assert auth_token(c, V["faskey"]) == V["rhid"] == rhid(V["hid"], V["faskey"])
+    assert lookup_key(c, V["faskey"]) == V["rhid"] == rhid(V["hid"], V["faskey"])
 
 
 def test_hid_is_sha256_of_the_token() -> None:
@@ -91,9 +91,12 @@ def test_custom_parameters_cannot_override_what_opennds_wrote() -> None:
     assert c.clientip == "192.168.8.123" and c.custom == {"zone": "a"}
 
 
-def test_auth_token_needs_the_faskey_above_level_0() -> None:
-    with pytest.raises(FasError, match="needs the faskey"):
-        auth_token(parse_level(1), None)
+@pytest.mark.parametrize("level", [1, 4])
+def test_without_the_faskey_levels_1_and_4_look_the_guest_up_by_its_address(level: int) -> None:
+    """openNDS generates a faskey when its config sets none (src/conf.c): a gateway without a copy of it can
+    still find the client, by the IP openNDS wrote in the query (checked against the HTTP peer by the caller)."""
+    c = parse_level(level, "")
+    assert lookup_key(c) == lookup_key(c, "") == "192.168.8.123"
 
 
 def _b64(text: str) -> str:
@@ -126,7 +129,7 @@ LEVEL0 = query_of(V["level0"]["url"])
 ])
 def test_forged_or_broken_queries(query: dict[str, str], level: int, faskey: str | None, error: str) -> None:
     with pytest.raises(FasError, match=error):
-        parse_fas(query, level=level, faskey=faskey)
+        parse_fas(query, level=level, faskey=faskey or "")
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command line tool")
