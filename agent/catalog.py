@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from agent.config_sections import DocVersion
 from agent.storage import SqliteWorker, storage_errors, transaction
 from drivers.rfid.epc import gtin_check_digit
 
@@ -83,7 +84,7 @@ class Product:
 
 class CatalogDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: DocVersion
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     products: list[Product] = Field(max_length=MAX_PRODUCTS)
 

@@ -76,6 +76,9 @@ class Document:
     handler: Callable[[bytes, bool], Awaitable[dict[str, Any] | None]]
     reported: str | None = None
     max_bytes: int = 1024 * 1024
+    # The report for a payload refused before the handler sees it (too large), given its errors: a retained
+    # report replaces the last one, so it must say as much (running version, running config) as the handler's.
+    refused: Callable[[list[dict[str, str]]], dict[str, Any]] | None = None
 
 
 class Component:

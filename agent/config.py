@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from agent.config_sections import (
     BAUDRATES,
     ID_PATTERN,
+    MAX_VERSION,
     PROTOCOLS,
     AlarmAction,
     BeaconConfig,
@@ -213,7 +214,7 @@ class CollectConfig(Section):
 class Config(Section):
     """The whole daemon. `version` orders pushes from central ops (0 = local file only)."""
 
-    version: int = Field(default=0, ge=0)
+    version: int = Field(default=0, ge=0, le=MAX_VERSION)
     store: StoreConfig
     storage: StorageConfig = Field(default_factory=StorageConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -38,6 +38,10 @@ BAUDRATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 # Ids end up in MQTT topics and URLs: keep them to a safe alphabet.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+# Every document's `version` (config, catalog, members, campaigns, QR codes): what every JSON reader holds
+# exactly (JavaScript's Number.MAX_SAFE_INTEGER) and SQLite's INTEGER stores; epoch milliseconds fit.
+MAX_VERSION: Final = 2**53 - 1
+DocVersion = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 
 def split_host_port(value: str) -> tuple[str, int]:

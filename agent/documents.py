@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agent.config import format_loc
+from agent.config_sections import MAX_VERSION
 from agent.errors import O2OEdgeError
 
 __all__ = [
@@ -65,15 +66,17 @@ def applied(version: int, **extra: Any) -> Report:
     return {"version": version, "status": "applied", "errors": [], "running_version": version, **extra}
 
 
-def claimed_version(payload: bytes) -> Any:
-    """The `version` a payload says it has, for a report on a document that failed validation."""
+def claimed_version(payload: bytes) -> int | None:
+    """The `version` a payload says it has, for a report on a document that failed validation: an integer
+    a report can carry (0 to MAX_VERSION), else None (the errors say what is wrong with it)."""
     import orjson
 
     try:
         doc = orjson.loads(payload[: 1024 * 1024])
     except orjson.JSONDecodeError:
         return None
-    return doc.get("version") if isinstance(doc, dict) else None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    return version if type(version) is int and 0 <= version <= MAX_VERSION else None
 
 
 async def take_versioned(kind: str, model: type[M], payload: bytes, retained: bool, *, running: int,

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.ids import new_id
+from agent.json_bytes import json_bytes
 
 __all__ = ["Event", "EventModel", "Priority", "format_ts", "priority_of"]
 
@@ -88,9 +88,9 @@ class Event:
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON of the contract form."""
-        # default=str: a value orjson cannot encode (a Decimal, a Path) becomes its string, never an exception
-        # that would take the outbox writer and its whole batch down.
-        return orjson.dumps(self.to_dict(), default=str)
+        # A value orjson cannot encode (a Decimal, a Path, an integer past 64 bits) never raises: that would
+        # take the outbox writer and its whole batch down (agent/json_bytes.py).
+        return json_bytes(self.to_dict())
 
 
 class EventModel(BaseModel):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.catalog import CatalogDoc, LocalData, SoldDoc
 from agent.component import Component, Context, Document
-from agent.documents import Report, applied, take_versioned, validation_errors
+from agent.documents import Report, applied, rejected, take_versioned, validation_errors
 
 __all__ = ["Catalog", "CatalogStatus"]
 
@@ -61,7 +61,8 @@ class Catalog(Component):
         return CatalogStatus(version=d.catalog_version, products=d.products, currency=d.currency, sold=d.sold_count)
 
     def documents(self) -> Iterable[Document]:
-        yield Document("catalog/set", self.on_catalog, "catalog/reported", max_bytes=MAX_CATALOG_BYTES)
+        yield Document("catalog/set", self.on_catalog, "catalog/reported", max_bytes=MAX_CATALOG_BYTES,
+                       refused=lambda errors: rejected(None, errors, self.data.catalog_version))
         yield Document("sold/add", self.on_sold)
 
     async def on_catalog(self, payload: bytes, retained: bool = False) -> Report | None:

@@ -69,8 +69,12 @@ class ConfigControl(Component):
                             local_version=ctx.local_config.version, last_push=self.last_push)
 
     def documents(self) -> Iterable[Document]:
-        yield Document("config/set", self.on_push, "config/reported", max_bytes=MAX_PUSH_BYTES)
-        yield Document("config/patch", partial(self.on_push, kind="patch"), "config/reported", max_bytes=MAX_PUSH_BYTES)
+        def refused(errors: list[dict[str, str]]) -> Report:
+            return self.report(None, "rejected", errors)
+
+        yield Document("config/set", self.on_push, "config/reported", max_bytes=MAX_PUSH_BYTES, refused=refused)
+        yield Document("config/patch", partial(self.on_push, kind="patch"), "config/reported", max_bytes=MAX_PUSH_BYTES,
+                       refused=refused)
 
     def commands(self) -> Iterable[Command]:
         yield Command("reload-config", NoArgs, self._cmd_reload, "re-read the local file and apply what changed")

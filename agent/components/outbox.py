@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -16,6 +17,8 @@ from agent.hub import Subscription
 from agent.outbox import OutboxStats
 
 __all__ = ["OutboxComponent", "OutboxStatus"]
+
+log = logging.getLogger(__name__)
 
 # The status page polls every few seconds: probe the disk at most this often.
 HEALTH_PROBE_EVERY_S = 5.0
@@ -58,12 +61,18 @@ class OutboxComponent(Component):
         self._sub = self.ctx.hub.subscribe("outbox", maxsize=cfg.queue_size)
         # Not under the supervisor: a writer that stops is a red health line, and the stop drains it.
         self._writer = asyncio.create_task(self.outbox.run_writer(self._sub), name="outbox-writer")
+        self._writer.add_done_callback(self._writer_done)
+
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("outbox: the writer stopped (%s: %s): events are no longer recorded; restart the daemon",
+                      type(exc).__name__, exc, exc_info=exc)
 
     async def stop(self) -> None:
         if self._sub is not None:
             self._sub.close()  # the writer drains what is queued, then returns
         if self._writer is not None:
-            await self._writer
+            await asyncio.wait([self._writer])  # a writer that died was logged then (_writer_done)
         await self.outbox.close()
 
     def tasks(self) -> Iterable[tuple[str, Callable[[], Awaitable[None]]]]:
@@ -91,7 +100,8 @@ class OutboxComponent(Component):
         except StorageError as exc:
             ok, reason = False, str(exc)
         if self._writer is not None and self._writer.done():
-            ok, reason = False, "outbox writer stopped"
+            died = None if self._writer.cancelled() else self._writer.exception()
+            ok, reason = False, "outbox writer stopped" + (f" ({type(died).__name__}: {died})" if died else "")
         self._health = (time.monotonic(), ok, reason)
         return ok, reason
 

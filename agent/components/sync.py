@@ -8,7 +8,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -18,6 +17,7 @@ from agent import __version__
 from agent.component import Command, Component, Context, Document, NoArgs, Reason
 from agent.components.outbox import OutboxComponent
 from agent.health import duration
+from agent.json_bytes import json_bytes
 from agent.sync.downlink import Downlink
 from agent.sync.topics import Topics
 from agent.sync.uplink import Uplink, birth_message
@@ -134,7 +134,7 @@ class Sync(Component):
             log.warning("sync: no uplink to send %s", topic)
             return False
         if compress and self.ctx.config.mqtt.compression != "none":
-            body = compress_payload(orjson.dumps(payload), self.ctx.config.mqtt.compression)
+            body = compress_payload(json_bytes(payload), self.ctx.config.mqtt.compression)
             return await self.uplink.publish(topic, body, retain=retain)
         return await self.uplink.publish(topic, payload, retain=retain)
 

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent.config_sections import DocVersion
+
 __all__ = ["Campaign", "CampaignsDoc", "Offer", "Triggered", "assign", "stable_unit"]
 
 # A store runs tens of campaigns; 200 is the benchmark's load, beyond a few thousand is a mistake.
@@ -148,7 +150,7 @@ class Campaign(_Strict):
 
 class CampaignsDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: DocVersion
     campaigns: list[Campaign] = Field(max_length=MAX_CAMPAIGNS)
 
     @field_validator("campaigns")

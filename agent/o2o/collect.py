@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
@@ -30,6 +29,7 @@ from agent.component import Context, Document, Reason, Rule
 from agent.components.catalog import Catalog
 from agent.documents import Report, validation_errors
 from agent.events import Event
+from agent.json_bytes import json_bytes
 from agent.o2o.collect_web import collect_routes
 from agent.o2o.members import Members, o2o_db
 from agent.storage import storage_errors, transaction
@@ -174,11 +174,10 @@ class Collect(Rule):
         assert orders is not None
         self.orders = orders
         if self.ctx.demo and not self.orders:
-            import orjson
 
             from agent.o2o.demo import DEMO_ORDERS
 
-            await self.on_add(orjson.dumps(DEMO_ORDERS))
+            await self.on_add(json_bytes(DEMO_ORDERS))
 
     async def stop(self) -> None:
         await self._db.close()
@@ -359,7 +358,7 @@ def _load(conn: sqlite3.Connection) -> dict[str, Order]:
 
 
 def _save(conn: sqlite3.Connection, orders: list[Order]) -> None:
-    rows = [(o.doc.order_id, orjson.dumps(o.doc), o.state, o.added_at, o.arrived_at, o.zone,
+    rows = [(o.doc.order_id, json_bytes(o.doc), o.state, o.added_at, o.arrived_at, o.zone,
              o.done_at) for o in orders]
     with storage_errors("collect write failed"), transaction(conn):
         conn.executemany("INSERT OR REPLACE INTO collect_orders (order_id, doc, state, added_at, arrived_at, zone, "

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from agent.json_bytes import json_bytes
 from agent.storage import SqliteWorker, storage_errors, transaction
 
 __all__ = ["KpiBook", "local_day"]
@@ -93,7 +94,7 @@ class KpiBook:
         if not days:
             return
         rows = [(d, k, str(v)) for d in days for k, v in self._counters.get(d, {}).items()]
-        samples = [(d, s, seen, orjson.dumps(kept)) for d in days for s, (seen, kept) in self._samples.get(d, {}).items()]
+        samples = [(d, s, seen, json_bytes(kept)) for d in days for s, (seen, kept) in self._samples.get(d, {}).items()]
         cutoff = (date.fromisoformat(max(days)) - timedelta(days=KEEP_DAYS)).isoformat()
         try:
             await self._db.run(_write, rows, samples, cutoff)

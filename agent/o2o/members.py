@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from agent.component import Context, Document, Rule
-from agent.documents import Report, applied, take_versioned
+from agent.config_sections import DocVersion
+from agent.documents import Report, applied, rejected, take_versioned
 from agent.events import Event
+from agent.json_bytes import json_bytes
 from agent.storage import SqliteWorker, storage_errors, transaction
 
 __all__ = ["MAX_MEMBERS", "O2O_DB", "Member", "Members", "MembersDoc", "o2o_db"]
@@ -97,7 +98,7 @@ class MemberDoc:
 
 class MembersDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: DocVersion
     members: list[MemberDoc] = Field(max_length=MAX_MEMBERS)
 
     @field_validator("members")
@@ -202,7 +203,8 @@ class Members(Rule):
     # -- members/set -----------------------------------------------------------------------------
 
     def documents(self) -> Iterable[Document]:
-        yield Document("members/set", self.on_members, "members/reported", max_bytes=MAX_MEMBERS_BYTES)
+        yield Document("members/set", self.on_members, "members/reported", max_bytes=MAX_MEMBERS_BYTES,
+                       refused=lambda errors: rejected(None, errors, self.version))
 
     async def on_members(self, payload: bytes, retained: bool = False) -> Report | None:
         return await take_versioned("members", MembersDoc, payload, retained, running=self.version,
@@ -264,7 +266,7 @@ def _load(conn: sqlite3.Connection) -> tuple[int, list[MemberDoc]]:
 
 
 def _replace(conn: sqlite3.Connection, doc: MembersDoc) -> None:
-    rows = ((m.member, orjson.dumps(m)) for m in doc.members)  # one at a time: orjson writes dataclasses itself
+    rows = ((m.member, json_bytes(m)) for m in doc.members)  # one at a time: orjson writes dataclasses itself
     with storage_errors("members write failed"), transaction(conn):
         conn.execute("DELETE FROM members")
         conn.executemany("INSERT INTO members (member, doc) VALUES (?, ?)", rows)

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.component import Context, Document, Rule
-from agent.documents import Report, applied, take_versioned
+from agent.documents import Report, applied, rejected, take_versioned
 from agent.events import Event
 from agent.o2o.campaigns import Campaign, CampaignsDoc, Triggered, assign, by_priority
 from agent.o2o.members import Members, o2o_db
@@ -174,7 +174,8 @@ class Offers(Rule):
     # -- campaigns/set ---------------------------------------------------------------------------
 
     def documents(self) -> Iterable[Document]:
-        yield Document("campaigns/set", self.on_campaigns, "campaigns/reported", max_bytes=MAX_CAMPAIGNS_BYTES)
+        yield Document("campaigns/set", self.on_campaigns, "campaigns/reported", max_bytes=MAX_CAMPAIGNS_BYTES,
+                       refused=lambda errors: rejected(None, errors, self.version))
 
     async def on_campaigns(self, payload: bytes, retained: bool = False) -> Report | None:
         return await take_versioned("campaigns", CampaignsDoc, payload, retained, running=self.version,

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from agent.json_bytes import json_bytes
 from agent.storage import storage_errors, transaction
 
 __all__ = ["Exposure", "forget_member", "load_state", "save_campaigns", "save_exposures"]
@@ -57,7 +58,7 @@ def load_state(conn: sqlite3.Connection) -> tuple[int, dict[str, Any] | None, li
 def save_campaigns(conn: sqlite3.Connection, version: int, doc: dict[str, Any]) -> None:
     with storage_errors("campaigns write failed"), transaction(conn):
         conn.execute("INSERT OR REPLACE INTO offer_campaigns (id, version, doc) VALUES (1, ?, ?)",
-                     (version, orjson.dumps(doc)))
+                     (version, json_bytes(doc)))
 
 
 def save_exposures(conn: sqlite3.Connection, exposures: list[Exposure]) -> None:

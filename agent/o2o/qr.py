@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from agent.component import Component, Context, Document
 from agent.components.wifi import GuestWifiComponent
-from agent.documents import DocumentError, Report, applied, take_versioned
+from agent.documents import DocumentError, Report, applied, rejected, take_versioned
 from agent.o2o.qr_codes import CODE_RE, QrDoc, QrStore, check_targets
 from agent.web.ratelimit import RateLimiter
 from agent.web.routes import Access, Route
@@ -123,7 +123,8 @@ class Qr(Component):
     # -- qr/set ----------------------------------------------------------------------------------
 
     def documents(self) -> Iterable[Document]:
-        yield Document("qr/set", self.on_qr_set, "qr/reported", max_bytes=MAX_QR_BYTES)
+        yield Document("qr/set", self.on_qr_set, "qr/reported", max_bytes=MAX_QR_BYTES,
+                       refused=lambda errors: rejected(None, errors, self.store.version))
 
     async def on_qr_set(self, payload: bytes, retained: bool = False) -> Report | None:
         async with self._lock:  # two pushes in a row: the second compares its version with the first's

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from agent.config_sections import Ident
+from agent.config_sections import DocVersion, Ident
 from agent.storage import SqliteWorker, storage_errors, transaction
 
 __all__ = ["CODE_RE", "QrCode", "QrDoc", "QrStore", "check_targets", "target_problem"]
@@ -73,7 +73,7 @@ class QrCode(BaseModel):
 
 class QrDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: DocVersion
     base_url: str = Field(max_length=512)
     allowed_hosts: list[str] = Field(default_factory=list, max_length=MAX_HOSTS)
     codes: list[QrCode] = Field(max_length=MAX_CODES)

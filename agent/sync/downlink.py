@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.component import Command, Document
 from agent.config import format_loc
+from agent.documents import claimed_version
 from agent.errors import ConfigError
 from agent.sync.client import Message
 from agent.sync.topics import Topics
@@ -82,14 +83,22 @@ class Downlink:
             await self._command(name, msg.payload)
         elif suffix is not None and (doc := self._documents().get(suffix)) is not None:
             await self._document(doc, msg)
-        else:
-            self.rejected += 1
-            log.warning("downlink: nothing on this gateway takes %s (not configured?)", msg.topic)
-            kind, _, verb = (suffix or "").partition("/")
-            if verb == "set":  # a versioned document: say so on its report topic
-                await self._report(f"{self.topics.base}/{kind}/reported", {
-                    "version": None, "status": "rejected", "errors": [
-                        {"path": "", "message": f"{kind} is not configured on this gateway"}]}, retain=True)
+        elif suffix is not None:
+            await self._unknown(suffix, msg.payload)
+
+    async def _unknown(self, suffix: str, payload: bytes) -> None:
+        """A document no component here takes, answered on `{kind}/reported`. Not retained (the retained
+        report, if any, stays the last real one), except `set` of a kind this gateway does not run at all: that
+        rejection waits on the broker as the desired state does."""
+        self.rejected += 1
+        kind, _, verb = suffix.partition("/")
+        taken = sorted(topic for topic in self._documents() if topic.partition("/")[0] == kind)
+        message = (f"{kind} takes {', '.join(taken)} here, not {suffix}" if taken
+                   else f"{kind} is not configured on this gateway")
+        log.warning("downlink: %s refused: %s", suffix, message)
+        await self._report(f"{self.topics.base}/{kind}/reported", {
+            "version": claimed_version(payload), "status": "rejected", "errors": [{"path": "", "message": message}]},
+            retain=verb == "set" and not taken)
 
     async def _report(self, topic: str, payload: dict[str, Any], *, retain: bool = False) -> None:
         if not await self._publish(topic, payload, retain):
@@ -102,8 +111,10 @@ class Downlink:
             error = f"payload too large: {len(msg.payload)} bytes (limit {doc.max_bytes})"
             log.warning("downlink: %s refused: %s", doc.topic, error)
             if reported:
-                await self._report(reported, {"version": None, "status": "rejected",
-                                              "errors": [{"path": "", "message": error}]}, retain=True)
+                errors = [{"path": "", "message": error}]
+                refusal: dict[str, Any] = doc.refused(errors) if doc.refused else {
+                    "version": None, "status": "rejected", "errors": errors}
+                await self._report(reported, refusal, retain=True)
             return
         try:
             report = await doc.handler(msg.payload, msg.retain)

@@ -27,13 +27,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.config import Config
 from agent.errors import StorageError
 from agent.events import format_ts
+from agent.json_bytes import json_bytes
 from agent.outbox import Outbox, OutboxRow
 from agent.sync.client import Message, MqttClient, MqttError, Will
 from agent.sync.lanes import Batch, Lanes
@@ -62,7 +62,7 @@ CONTENT_TYPES = {
 def encode_batch(gateway: str, rows: list[OutboxRow], compression: str = "none", *, backlog: bool = False) -> bytes:
     """The `events` payload; the stored bodies are already the events' JSON, so they are spliced, not re-encoded."""
     mark = b',"backlog":true' if backlog else b""
-    head = b'{"gateway":' + orjson.dumps(gateway) + b',"seq":' + str(rows[-1].seq).encode() + mark + b',"events":['
+    head = b'{"gateway":' + json_bytes(gateway) + b',"seq":' + str(rows[-1].seq).encode() + mark + b',"events":['
     payload = head + b",".join(r.body for r in rows) + b"]}"
     return compress(payload, compression)
 
@@ -154,7 +154,7 @@ class Uplink:
             tls = ssl.create_default_context(cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None)
             if cfg.tls.cert_file is not None and cfg.tls.key_file is not None:
                 tls.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
-        will = Will(self.topics.state, orjson.dumps({"online": False, "gateway": self.config.store.gateway}))
+        will = Will(self.topics.state, json_bytes({"online": False, "gateway": self.config.store.gateway}))
         return MqttClient(
             cfg.host, cfg.port,
             client_id=cfg.client_id or f"o2o-edge-{self.config.store.id}-{self.config.store.gateway}",
@@ -186,7 +186,7 @@ class Uplink:
                 self.last_error = None
                 self.connected_since = time.time()
                 log.info("mqtt: connected to %s:%d", cfg.host, cfg.port)
-                await client.publish(self.topics.state, orjson.dumps(self._birth()), retain=True)
+                await client.publish(self.topics.state, json_bytes(self._birth()), retain=True)
                 await client.subscribe([(t, 1) for t in self.topics.downlink])
                 await self._flush_control(client)
                 self._connected_event.set()
@@ -224,14 +224,14 @@ class Uplink:
         if client is not None and client.is_connected and publish_offline:
             with contextlib.suppress(MqttError, TimeoutError):
                 async with asyncio.timeout(1.0):
-                    await client.publish(self.topics.state, orjson.dumps(
+                    await client.publish(self.topics.state, json_bytes(
                         {"online": False, "gateway": self.config.store.gateway, "reason": "shutdown",
                          "at": format_ts(time.time())}), retain=True)
 
     async def publish(self, topic: str, payload: dict[str, Any] | bytes, *, retain: bool = False) -> bool:
         """A control message (command result, config report, a snapshot already encoded). If the link is down
         it waits (bounded) and goes out after the next connect; True if it was sent now."""
-        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        body = payload if isinstance(payload, bytes) else json_bytes(payload)
         client = self.client
         if client is not None and client.is_connected:
             try:

@@ -69,3 +69,20 @@ def test_priorities_put_sales_and_alarms_last_to_drop() -> None:
     assert priority_of("gate.alarm") == Priority.BUSINESS
     assert priority_of("checkout.paid") == Priority.BUSINESS
     assert priority_of("something.new") == Priority.OPERATIONAL
+
+
+def test_to_json_carries_any_number_a_document_may_hold() -> None:
+    """orjson stops at 64-bit integers: the event is still encoded (the standard library takes over)."""
+    from dataclasses import dataclass
+    from decimal import Decimal
+
+    from agent.json_bytes import json_bytes
+
+    @dataclass(slots=True)
+    class Item:
+        qty: int
+
+    e = Event("test.big", "gw", {"n": 10**26, "m": -(2**64), "price": Decimal("1.50"), "item": Item(2**70)})
+    assert json.loads(e.to_json())["data"] == {"n": 10**26, "m": -(2**64), "price": "1.50", "item": {"qty": 2**70}}
+    assert json_bytes({"a": 1, "é": "ü"}) == '{"a":1,"é":"ü"}'.encode()  # the fast path: compact UTF-8
+    assert json.loads(json_bytes({"a": 2**64, "é": "ü"})) == {"a": 2**64, "é": "ü"}

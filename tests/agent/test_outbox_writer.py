@@ -7,12 +7,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from agent import outbox_db
 from agent.events import Event
 from agent.hub import Hub
 from agent.outbox import Outbox
+from tests.conftest import make_config, wait_for
 
 
 async def trickle(ob: Outbox, n: int, every_s: float) -> None:
@@ -76,3 +78,17 @@ async def test_the_space_of_a_drained_backlog_goes_back(tmp_path: Path, legacy: 
         await ob.reclaim()
         assert ob.disk_bytes() < full / 5, (full, ob.disk_bytes())
         assert await ob._w.run(lambda c: c.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2
+
+
+async def test_a_writer_that_dies_says_why(tmp_path: Path, start_agent, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """It once stopped with no log line at all; /healthz said only "outbox writer stopped"."""
+    ra = await start_agent(make_config(tmp_path, mqtt={"enabled": False}))
+
+    async def broken(rows: Any) -> None:
+        raise RuntimeError("boom")
+
+    ra.agent.outbox._write_rows = broken
+    ra.agent.hub.publish(Event("tag.seen", "r", {}))
+    await wait_for(lambda: "outbox: the writer stopped (RuntimeError: boom)" in caplog.text, 5)
+    async with aiohttp.ClientSession() as http, http.get(f"{ra.base_url}/healthz") as r:
+        assert r.status == 503 and (await r.json())["reason"] == "outbox writer stopped (RuntimeError: boom)"

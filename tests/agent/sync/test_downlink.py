@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent.config_push import canonical
+from agent.events import Event
 from drivers.rfid.simulator import ManualScenario, PtySimulator
 from tests.conftest import Mosquitto, Subscriber, make_config, wait_for
 
@@ -160,6 +161,8 @@ async def test_unchanged_reader_keeps_running_across_a_push(ops, mosquitto: Mosq
     ({"version": 5, "mqtt": {"host": "evil.example"}}, "mqtt.host", "set only in the local file"),
     ({"version": 5, "store": {"id": "other-store"}}, "store.id", "must stay 'test-store'"),
     ({"version": 0}, "version", "stale"),
+    ({"version": 2**53}, "version", "less than or equal to 9007199254740991"),
+    ({"version": 10**26}, "version", "less than or equal to 9007199254740991"),
 ])
 async def test_bad_pushes_are_rejected_and_change_nothing(ops, mosquitto: Mosquitto, payload: Any, path: str,
                                                           message: str) -> None:  # type: ignore[no-untyped-def]
@@ -178,6 +181,66 @@ async def test_ten_megabyte_push_is_rejected(ops, mosquitto: Mosquitto) -> None:
     send(mosquitto, "config/set", b'{"version": 9, "pad": "' + b"x" * (10 * 1024 * 1024) + b'"}')
     (r,) = await reply(sub, "config/reported")
     assert r["status"] == "rejected" and "payload too large" in r["errors"][0]["message"]
+    # the retained report still shows what runs: ops' dry runs and rollbacks diff against it
+    assert r["running_version"] == 0 and r["config"]["rfid"]["readers"][0]["id"] == "r1"
+
+
+async def test_numbers_past_64_bits_are_refused_or_carried_never_fatal(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """A version of 10**26 once stopped the outbox writer and the MQTT side for good (orjson stops at 64 bits)."""
+    ra, sub, _ = ops
+    huge = 10**26
+    for kind, doc in [("catalog", {**CATALOG, "version": huge}), ("members", {"version": huge, "members": []}),
+                      ("qr", {"version": huge, "base_url": "https://go.example.com", "codes": []})]:
+        send(mosquitto, f"{kind}/set", doc)
+        (r,) = await reply(sub, f"{kind}/reported")
+        assert r["status"] == "rejected" and r["version"] is None, r
+        assert any(e["path"] == "version" and "less than or equal to 9007199254740991" in e["message"]
+                   for e in r["errors"]), r
+    send(mosquitto, "config/patch", {"version": huge})
+    (r,) = await reply(sub, "config/reported")
+    assert r["status"] == "rejected" and r["errors"][0]["path"] == "version" and ra.agent.config.version == 0
+    # and a value this large inside an event is still recorded and sent, as JSON any reader can parse
+    ra.agent.hub.publish(Event("test.big_number", "gw-test", {"n": huge}))
+    await wait_for(lambda: any(e["kind"] == "test.big_number" for e in sent_events(sub)), 10)
+    assert next(e for e in sent_events(sub) if e["kind"] == "test.big_number")["data"]["n"] == huge
+    assert ra.agent["outbox"].status().ok and ra.agent.outbox.write_errors == 0
+    send(mosquitto, "cmd/ping", {"id": "after"})
+    (r,) = await reply(sub, "cmd/ping/result")
+    assert r["ok"] is True
+
+
+def sent_events(sub: Subscriber) -> list[dict[str, Any]]:
+    return [e for p in sub.payloads(f"{BASE}/events") for e in json.loads(p)["events"]]
+
+
+async def test_documents_no_component_takes_are_answered(ops, mosquitto: Mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """Every downlink message gets an answer on its kind's report topic; only the rejection of a whole kind this
+    gateway does not run is retained, so the last real report stays what a late subscriber sees."""
+    _, sub, _ = ops
+    send(mosquitto, "catalog/set", CATALOG)
+    (applied_report,) = await reply(sub, "catalog/reported")
+    send(mosquitto, "catalog/cancel", {"version": 7})
+    answers = await reply(sub, "catalog/reported", 2)
+    assert answers[-1]["status"] == "rejected" and answers[-1]["version"] == 7
+    assert answers[-1]["errors"][0]["message"] == "catalog takes catalog/set here, not catalog/cancel"
+    send(mosquitto, "collect/set", {"version": 30})  # collect runs here, and takes add and cancel
+    (r,) = await reply(sub, "collect/reported")
+    assert r["version"] == 30 and r["errors"][0]["message"] == "collect takes collect/add, collect/cancel here, not collect/set"
+    send(mosquitto, "foo/set", {"version": 3})
+    (r,) = await reply(sub, "foo/reported")
+    assert r["status"] == "rejected" and r["errors"][0]["message"] == "foo is not configured on this gateway"
+    send(mosquitto, "bar/add", {})
+    (r,) = await reply(sub, "bar/reported")
+    assert r["version"] is None and r["errors"][0]["message"] == "bar is not configured on this gateway"
+    late = Subscriber(mosquitto.port, f"{BASE}/+/reported")
+    try:
+        await wait_for(lambda: {f"{BASE}/catalog/reported", f"{BASE}/foo/reported"} <= {m.topic for m in late.messages},
+                       10)
+        assert json.loads(late.payloads(f"{BASE}/catalog/reported")[-1]) == applied_report
+        assert json.loads(late.payloads(f"{BASE}/foo/reported")[-1])["version"] == 3  # a whole kind's set: retained
+        assert not late.payloads(f"{BASE}/bar/reported") and not late.payloads(f"{BASE}/collect/reported")
+    finally:
+        late.close()
 
 
 async def test_push_with_a_missing_reader_port_is_rolled_back(ops, mosquitto: Mosquitto, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
