@@ -47,7 +47,8 @@ class Offer(_Strict):
 class Trigger(_Strict):
     on: Literal["enter", "dwell", "wifi.session.start"]
     zones: list[str] = Field(default_factory=list, max_length=100)  # enter/dwell: at least one
-    dwell_s: float | None = Field(default=None, gt=0, le=86400)
+    dwell_s: float | None = Field(default=None, gt=0, le=86400)  # counts for "dwell" only (DESIGN's example sends
+    # it with every trigger): taken and ignored with "enter" and "wifi.session.start"
 
     @model_validator(mode="after")
     def _shape(self) -> Trigger:
@@ -55,8 +56,6 @@ class Trigger(_Strict):
             raise ValueError(f"a trigger on {self.on!r} needs zones")
         if self.on == "dwell" and self.dwell_s is None:
             raise ValueError("a dwell trigger needs dwell_s")
-        if self.on != "dwell" and self.dwell_s is not None:
-            raise ValueError("dwell_s goes with on = 'dwell' only")
         return self
 
 

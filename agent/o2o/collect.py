@@ -87,6 +87,12 @@ class CollectAdd(BaseModel):
         total = sum(len(o.items) for o in orders)
         if total > MAX_ITEMS_PER_MESSAGE:
             raise ValueError(f"{total:,} items in one message, at most {MAX_ITEMS_PER_MESSAGE:,}: split the orders")
+        first: dict[str, int] = {}
+        twice = [f"orders[{i}] repeats orders[{first[o.order_id]}] ({o.order_id})"
+                 for i, o in enumerate(orders) if first.setdefault(o.order_id, i) != i]
+        if twice:  # which of the two is meant cannot be told: neither is taken
+            more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
+            raise ValueError(f"one entry per order: {'; '.join(twice[:3])}{more}")
         return orders
 
 

@@ -45,6 +45,14 @@ def test_bad_campaigns_are_refused_with_their_key_path(bad: dict[str, Any], path
     assert any(e["path"] == path and message in e["message"] for e in info.value.errors), info.value.errors
 
 
+@pytest.mark.parametrize("on", ["enter", "wifi.session.start"])
+def test_design_examples_trigger_shape_is_accepted_for_every_trigger(on: str) -> None:
+    """DESIGN.md's campaigns/set example sends zones and dwell_s whatever `on` is: a contract's example is valid."""
+    parsed = parse_document(CampaignsDoc, doc(campaign(trigger={"on": on, "zones": ["shoes"], "dwell_s": 30})),
+                            max_bytes=1 << 20)
+    assert parsed.campaigns[0].trigger.on == on
+
+
 def test_duplicates_and_size_are_refused() -> None:
     with pytest.raises(DocumentError, match="id 'shoes-10' also at campaigns"):
         parse_document(CampaignsDoc, doc(campaign(), campaign()), max_bytes=1 << 20)
