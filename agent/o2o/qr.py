@@ -147,7 +147,7 @@ class Qr(Component):
         yield Route("GET", "/q/{code}", cls._scan, Access.GUEST,
                     "A printed QR code: redirects (302) to the code's current target and records the scan",
                     content_type="text/html", errors=(404, 429), params={"code": "the code printed in the URL"},
-                    tag="guest")
+                    tag="guest", success=302, staff_listener_too=True)
         yield Route("GET", "/api/qr", cls._list, Access.STAFF, "The QR codes, their targets and scan counts",
                     response=QrList)
         yield Route("GET", "/api/qr/{code}.svg", cls._svg, Access.STAFF,

@@ -32,7 +32,7 @@ from agent.status import status_model
 from agent.web.auth import FAILURE_WINDOW_S, MAX_FAILURES, SESSION_KEY, SessionStore
 from agent.web.openapi import build_openapi
 from agent.web.ratelimit import RateLimiter
-from agent.web.routes import Access, Route
+from agent.web.routes import Access, Route, bearer_token
 from agent.web.server import GuardedSite, guard_app, server_limits
 from agent.web.staff import COOKIE, StaffSite, staff_routes
 
@@ -86,8 +86,7 @@ def _auth(ctx: Context, sessions: SessionStore) -> Middleware:
         if route is None or route.access in (Access.OPEN, Access.GUEST, Access.STATION):
             return await handler(request)  # no route: the router's own 404/405
         session = sessions.get(request.cookies.get(COOKIE))
-        header = request.headers.get("Authorization", "")
-        bearer = header[7:] if header.startswith("Bearer ") else None
+        bearer = bearer_token(request)
         token = ctx.config.http.api_token
         token_ok = bool(bearer and token and hmac.compare_digest(bearer.encode(), token.get_secret_value().encode()))
         path = request.path
@@ -147,10 +146,12 @@ def make_app(ctx: Context, registry: Sequence[type[Component]], *, users: dict[s
     for route, owner in routes:
         if guest_only and not (route.access.guest_facing or route.path == "/healthz"):
             continue
-        if without_guest and route.access.guest_facing:
+        if without_guest and route.access.guest_facing and not route.staff_listener_too:
             continue
         handler: Any = route.handler if owner is None else partial(_call_component, ctx, owner, route.handler)
         table[app.router.add_route(route.method, route.path, handler)] = route
+        if route.method == "GET":  # health probes and link checkers ask with HEAD: the same answer, no body
+            table[app.router.add_route("HEAD", route.path, handler)] = route
     app[ROUTES_KEY] = table
     openapi.update(build_openapi([r for r, _ in routes]))
     return app

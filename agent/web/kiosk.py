@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.kiosk_text import kiosk_text, pick_language
 from agent.rules.checkout import PaymentError
 from agent.web import sse
-from agent.web.routes import Access, Route
+from agent.web.routes import Access, Route, bearer_token
 
 if TYPE_CHECKING:
     from agent.rules.selfcheckout import SelfCheckout
@@ -89,8 +89,7 @@ def _station_of(comp: SelfCheckout, request: web.Request, *, ops_allowed: bool) 
     station = request.match_info["station"]
     if station not in comp.tokens:
         return _error(404, f"no station {station!r}")
-    header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else request.query.get("token")
+    given = bearer_token(request) or request.query.get("token")
     api_token = comp.ctx.config.http.api_token
     allowed = [comp.tokens[station]] + ([api_token.get_secret_value()] if ops_allowed and api_token else [])
     if not given or not any(hmac.compare_digest(given.encode(), t.encode()) for t in allowed):
@@ -190,7 +189,7 @@ def kiosk_routes() -> list[Route]:
               errors=(401, 404), params=st, tag="kiosk"),
         Route("POST", "/api/checkout/{station}/pay", pay, Access.STATION,
               "Pay the basket as priced (station token); a retry returns the same receipt", response=Receipt,
-              body=PayRequest, errors=(400, 401, 404, 409, 413), params=st, tag="kiosk"),
+              body=PayRequest, errors=(400, 401, 404, 409, 413), params=st, tag="kiosk", station_only=True),
         Route("GET", "/api/checkout/{station}/stream", stream, Access.STATION,
               "The basket each time it settles (server-sent events)", content_type="text/event-stream",
               errors=(401, 404), params=st, tag="kiosk"),

@@ -49,15 +49,28 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
         responses: dict[str, Any] = {}
-        if r.response is not None:
+        if r.success == 302:
+            responses["302"] = {"description": "Redirect", "headers": {"Location": {"schema": {"type": "string"}}}}
+        elif r.response is not None:
             responses["200"] = {"description": "OK", "content": {
                 "application/json": _ref(refs[(r.response, "serialization")])}}
         else:
             responses["200"] = {"description": "OK", "content": {r.content_type: {}}}
-        for code in sorted({*r.errors, *((401,) if r.access in (Access.STAFF, Access.ADMIN) else ())}):
+        logged_in = r.access in (Access.STAFF, Access.ADMIN)
+        page = r.content_type == "text/html"
+        if logged_in and page:  # a page sends whoever is not logged in to the login page
+            responses["302"] = {"description": "Not logged in: to /login",
+                                "headers": {"Location": {"schema": {"type": "string"}}}}
+        changes = r.method != "GET"
+        implied = {*((401,) if logged_in and not page else ()), *((403,) if r.access is Access.ADMIN or (
+            logged_in and changes) else ())}  # 403: not an admin, or a session's CSRF token missing or wrong
+        for code in sorted({*r.errors, *implied}):
+            json_error = r.path.startswith("/api/") or code == 413  # elsewhere errors are pages (agent/web/app.py)
             responses[str(code)] = {"description": _DESCRIBED.get(code, "Error"), "content": {
-                "application/json": _ref({"$ref": "#/components/schemas/Error"})}}
-        op: dict[str, Any] = {"summary": r.summary, "tags": [r.tag], "security": _SECURITY[r.access],
+                "application/json": _ref({"$ref": "#/components/schemas/Error"})} if json_error else {
+                r.content_type: {}}}
+        security = _SECURITY[r.access] if not r.station_only else [{"station": []}]
+        op: dict[str, Any] = {"summary": r.summary, "tags": [r.tag], "security": security,
                               "responses": responses, "x-access": r.access.value}
         names = re.findall(r"{(\w+)}", r.path)
         if names:

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-__all__ = ["Access", "ComponentHandler", "Handler", "Route"]
+__all__ = ["Access", "ComponentHandler", "Handler", "Route", "bearer_token"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A component's route handler: an unbound method, called with the running component and the request.
@@ -57,3 +57,14 @@ class Route:
     # Path parameters: name -> description; every {name} in `path` must be described.
     params: dict[str, str] = field(default_factory=dict)
     tag: str = "gateway"
+    success: int = 200  # 302: a redirect (its Location is the answer)
+    # A GUEST route the staff listener serves as well when guests have a listener of their own.
+    staff_listener_too: bool = False
+    # A STATION route the api token does not open (paying is the kiosk's own act).
+    station_only: bool = False
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 7235 2.1)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None

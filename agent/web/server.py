@@ -104,7 +104,10 @@ def server_limits() -> dict[str, Any]:
 async def _read_body_in_time(request: web.Request,
                              handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     size = request.content_length
-    if request.body_exists and (size is None or size <= request.client_max_size):  # too big: the handler's 413
+    if size is not None and size > request.client_max_size:
+        # Refused before a byte is read: a handler reading what has arrived so far would parse a partial body.
+        raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=size)
+    if request.body_exists:
         try:
             async with asyncio.timeout(BODY_TIMEOUT_S):
                 await request.content.wait_eof()  # the whole body in aiohttp's buffer, none of it consumed

@@ -143,6 +143,18 @@ async def test_hostile_requests(config_factory, start_agent, caplog: pytest.LogC
                                  headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
                 assert r.status == 413
         assert "413" in caplog.text
+        # over the limit by its Content-Length: refused whole, never parsed from the part that had arrived (a
+        # handover answered "body is not JSON" (400) to this one)
+        big = b'{"epcs": ["' + b"3034" * 75_000 + b'"]}'
+        async with http.post(f"{base}/api/collect/nope/handover", data=big, headers={
+                "Authorization": "Bearer test-token", "Content-Type": "application/json"}) as r:
+            assert r.status == 413 and "Maximum request body size 65536 exceeded" in (await r.json())["error"]
+        async with http.get(f"{base}/api/status", headers={"Authorization": "bearer test-token"}) as r:
+            assert r.status == 200  # the scheme's case does not matter (RFC 7235 2.1)
+        async with http.head(f"{base}/api/status", headers={"Authorization": "BEARER test-token"}) as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
+        async with http.head(f"{base}/api/status") as r:
+            assert r.status == 401
         async with http.get(f"{base}/api/status", cookies={"o2o_session": "expired-or-made-up"}) as r:
             assert r.status == 401
         for _ in range(5):
