@@ -38,7 +38,7 @@ def test_fleet_lists_every_gateway_problems_first(mixed: TestFleet, ops: Callabl
     assert lines[1].split() == ["GATEWAY", "STATE", "SOFTWARE", "CONFIG", "BACKLOG", "NOTE"]
     assert [line.split()[:2] for line in lines[2:]] == [
         ["s2/gw-d", "offline"], ["s1/gw-b", "stopped"], ["s1/gw-a", "online"], ["s2/gw-c", "online"]]
-    # its birth said its backlog (0) before it vanished
+    # what it reported before it vanished: its running config version (0), no backlog in a will
     assert lines[2].split()[2:] == ["?", "-", "0", "-", "offline:", "connection", "lost", "(its", "will)"]
     software, config, backlog = lines[4].split()[3:6]
     assert (software, config) == ("0.1.0", "0")
