@@ -286,12 +286,17 @@ class PortalConfig(Section):
                           "config, or the one it generated)", {"level": level})
         return faskey
 
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
     @model_validator(mode="after")
     def _checks(self) -> PortalConfig:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise PydanticCustomError("tls", "tls_cert and tls_key go together", {})
-        if self.listen is not None:
-            split_host_port(self.listen)
         return self
 
 

@@ -83,6 +83,7 @@ def test_relative_storage_path_is_relative_to_the_config_file(tmp_path: Path) ->
          "ble.beacons[0].ibeacon.major: input should be less than or equal to 65535"),
         (MINIMAL + "[wifi.portal]\nfas_secure_level = 7\n", "wifi.portal.fas_secure_level: must be one of 0, 1, 2, 3"),
         (MINIMAL + "[wifi.portal]\nfas_secure_level = 3\n", "wifi.portal.faskey: fas_secure_level 3 encrypts the query"),
+        (MINIMAL + "[wifi.portal]\nfas_secure_level = 0\nlisten = 'nope'\n", "wifi.portal.listen: "),
         (MINIMAL + "[wifi.portal]\nfas_secure_level = 2\nfaskey = ''\n", "wifi.portal.faskey: fas_secure_level 2"),
         (MINIMAL + "[logging]\nlevel = 'loud'\n", "logging.level: must be one of debug, info, warning, error"),
     ],
