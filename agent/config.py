@@ -30,6 +30,7 @@ from agent.config_sections import (
     CheckoutConfig,
     EddystoneUid,
     GateConfig,
+    HostPort,
     IBeaconId,
     Ident,
     PortalConfig,
@@ -94,7 +95,7 @@ class UserConfig(Section):
 
 
 class HttpConfig(Section):
-    listen: str = "127.0.0.1:8080"
+    listen: HostPort = "127.0.0.1:8080"
     api_token: SecretStr | None = None
     users: list[UserConfig] = Field(default_factory=list)
     # HTTPS: both or neither. The session cookie is Secure when set.
@@ -106,12 +107,6 @@ class HttpConfig(Section):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise PydanticCustomError("tls", "tls_cert and tls_key go together", {})
         return self
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        split_host_port(value)
-        return value
 
 
 class MqttTls(Section):

@@ -13,6 +13,7 @@ from types import UnionType
 from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,8 +26,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 __all__ = [
-    "BAUDRATES", "ID_PATTERN", "PROTOCOLS", "AlarmAction", "BeaconConfig", "BleConfig", "BleZoneConfig",
-    "CheckoutConfig", "EddystoneUid", "GateConfig", "IBeaconId", "Ident", "PortalConfig", "PresenceConfig",
+    "BAUDRATES", "ID_PATTERN", "MAX_VERSION", "PROTOCOLS", "AlarmAction", "BeaconConfig", "BleConfig",
+    "BleZoneConfig", "CheckoutConfig", "DocVersion", "EddystoneUid", "GateConfig", "HostPort", "IBeaconId", "Ident",
+    "PortalConfig", "PresenceConfig",
     "ReaderConfig", "RfidConfig", "Section", "SerialAlarm", "SimulatorConfig", "StationConfig", "WebhookAlarm",
     "WifiConfig", "WifiZoneConfig", "split_host_port",
 ]
@@ -56,6 +58,14 @@ def split_host_port(value: str) -> tuple[str, int]:
     if m["v6"]:
         ipaddress.IPv6Address(host)
     return host, port
+
+
+def _host_port(value: str) -> str:
+    split_host_port(value)
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]  # a listen address, "HOST:PORT" or "[V6]:PORT"
 
 
 def _holds_a_number(annotation: Any) -> bool:
@@ -271,7 +281,7 @@ class PortalConfig(Section):
     logo: Path | None = None  # a PNG, JPEG or SVG shown on the portal (at most 256 KiB)
     # A guest-facing listener serving only the portal (and QR codes, signage): phones reach it, never the
     # staff page, /api or /metrics. None: the portal stays on [http] listen.
-    listen: str | None = None
+    listen: HostPort | None = None
     # HTTPS on the guest listener (RFC 8908 wants an https user-portal-url); both or neither.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -285,13 +295,6 @@ class PortalConfig(Section):
                 "faskey", "fas_secure_level {level} encrypts the query with openNDS's faskey: copy it here (its "
                           "config, or the one it generated)", {"level": level})
         return faskey
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            split_host_port(value)
-        return value
 
     @model_validator(mode="after")
     def _checks(self) -> PortalConfig:
