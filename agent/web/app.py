@@ -150,7 +150,8 @@ def make_app(ctx: Context, registry: Sequence[type[Component]], *, users: dict[s
             continue
         handler: Any = route.handler if owner is None else partial(_call_component, ctx, owner, route.handler)
         table[app.router.add_route(route.method, route.path, handler)] = route
-        if route.method == "GET":  # health probes and link checkers ask with HEAD: the same answer, no body
+        if route.method == "GET" and route.content_type != "text/event-stream":
+            # health probes and link checkers ask with HEAD: the same answer, no body (a stream has no end)
             table[app.router.add_route("HEAD", route.path, handler)] = route
     app[ROUTES_KEY] = table
     openapi.update(build_openapi([r for r, _ in routes]))
