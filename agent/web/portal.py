@@ -69,16 +69,16 @@ class PortalBackend(Protocol):
 
 
 def _page(lang: str, title: str, body: str, status: int = 200) -> web.Response:
-    doc = (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+    doc = (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
            '<meta name="viewport" content="width=device-width, initial-scale=1">'
            f"<title>{html.escape(title)}</title><style>"
            "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f2;color:#1d2327}"
            "main{max-width:28rem;margin:0 auto;padding:1.2rem}h1{font-size:1.4rem}"
            "label{display:block;margin:.7rem 0}input[type=text]{width:100%;box-sizing:border-box;padding:.5rem;font:inherit}"
-           "button{font:inherit;padding:.7rem 1.2rem;border:0;border-radius:.4rem;background:#0b6;color:#fff;width:100%}"
+           "button{font:inherit;padding:.7rem 1.2rem;border:0;border-radius:.4rem;background:#087a3a;color:#fff;width:100%}"
            ".error{color:#b00020}.small{font-size:.85rem;color:#555}button.secondary{background:#555}"
-           "a.button{display:block;text-align:center;padding:.7rem;border-radius:.4rem;background:#0b6;color:#fff;"
-           "text-decoration:none}.offer{border:2px dashed #0b6;border-radius:.5rem;padding:.2rem .8rem;margin:1rem 0}"
+           "a.button{display:block;text-align:center;padding:.7rem;border-radius:.4rem;background:#087a3a;color:#fff;"
+           "text-decoration:none}.offer{border:2px dashed #087a3a;border-radius:.5rem;padding:.2rem .8rem;margin:1rem 0}"
            ".code{font-family:monospace;font-size:1.3rem}</style></head>"
            f"<body><main>{body}</main></body></html>")
     return web.Response(text=doc, status=status, content_type="text/html",

@@ -14,7 +14,7 @@ async function api(path, opts = {}) {
   return r;
 }
 
-const fmtTime = (ts) => ts ? new Date(ts * 1000).toLocaleTimeString() : "never";
+const fmtTime = (ts) => ts ? new Date(ts * 1000).toLocaleTimeString([], { hourCycle: "h23" }) : "never";  // 24-hour, as the health line
 const fmtAge = (s) => s === null || s === undefined ? "—" : s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 
 // One notice line for what staff did: pending, done, or failed with the reason.

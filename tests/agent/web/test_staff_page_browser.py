@@ -110,6 +110,13 @@ def test_staff_page_live(tmp_path: Path, mosquitto: Mosquitto, browser: WebDrive
         until(browser, lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-backlog")) > first + 20)
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "staff-page-cloud-down.png"))
+        # what it means for staff, the error itself for support (in the tooltip)
+        state = browser.find_element(By.ID, "cloud-state")
+        assert state.text == "down: the cloud server cannot be reached", state.text
+        assert "refused" in (state.get_attribute("title") or "").lower()
+        browser.find_element(By.ID, "sync").click()  # "done" would tell staff the backlog went out
+        until(browser, lambda d: d.find_element(By.ID, "notice").text
+              == "The cloud link is down: the backlog is kept and goes out by itself once it is back.")
 
         browser.find_element(By.CSS_SELECTOR, 'button[data-reader="checkout-1"][data-action="pause"]').click()
         until(browser, lambda d: reader_state(d, "checkout-1") == "paused")

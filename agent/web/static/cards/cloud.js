@@ -1,6 +1,15 @@
 "use strict";
 // The cloud link: connection, backlog, drain rate, drops; admins may force a sync or download diagnostics.
 let lastAcked = null;
+let cloudUp = false;
+// What a broker error means for staff; the error itself stays in the tooltip for support.
+function cloudTrouble(error) {
+  const e = (error || "").toLowerCase();
+  if (/refused|unreachable|timed out|timeout|not known|no route|cannot connect|resolve/.test(e)) return "the cloud server cannot be reached";
+  if (/authori[sz]|password|user name|credentials/.test(e)) return "the cloud server refused the gateway's login: call support";
+  if (/certificate|ssl|tls/.test(e)) return "the secure connection failed (certificate): call support";
+  return "not connected";
+}
 O2O.card("cloud", {
   title: "Cloud link",
   render(body, s) {
@@ -10,10 +19,15 @@ O2O.card("cloud", {
         '<dt>Oldest waiting</dt><dd id="cloud-age">…</dd><dt>Last acknowledged</dt><dd id="cloud-ack">…</dd>' +
         '<dt>Sending</dt><dd id="cloud-rate">…</dd><dt>Dropped (storage full)</dt><dd id="cloud-dropped">…</dd></dl>' +
         '<p class="admin"><button id="sync">Send the backlog now</button> <a id="diag" href="/api/diagnostics" download>Download diagnostics</a></p>';
-      body.querySelector("#sync").onclick = () => act("/api/actions/sync", { label: "Send the backlog now", tag: "sync" });
+      body.querySelector("#sync").onclick = async () => {
+        const done = await act("/api/actions/sync", { label: "Send the backlog now", tag: "sync" });
+        if (done && !cloudUp) O2O.notice("The cloud link is down: the backlog is kept and goes out by itself once it is back.", "failed");
+      };
     }
     const m = s.mqtt, o = s.outbox, q = (id) => body.querySelector(`#${id}`);
-    q("cloud-state").textContent = !m.enabled ? "disabled in the config" : m.connected ? "connected" : `down (${m.last_error || "?"})`;
+    cloudUp = m.enabled && m.connected;
+    q("cloud-state").textContent = !m.enabled ? "disabled in the config" : m.connected ? "connected" : `down: ${cloudTrouble(m.last_error)}`;
+    q("cloud-state").title = m.connected ? "" : (m.last_error || "");
     q("cloud-backlog").textContent = `${o.depth.toLocaleString()} events`;
     q("cloud-age").textContent = fmtAge(o.oldest_age_s);
     q("cloud-ack").textContent = fmtTime(m.last_ack);

@@ -38,8 +38,9 @@ async function loadCollect(body) {
       waiting.append(li);
     }
   }
-  if (!arrivals.children.length) arrivals.append(el("li", "No customer waiting at the counter.", "muted"));
-  if (!waiting.children.length) waiting.append(el("li", "No order waiting.", "muted"));
+  const here = arrivals.children.length;
+  if (!here) arrivals.append(el("li", "No customer waiting at the counter.", "muted"));
+  if (!waiting.children.length) waiting.append(el("li", here ? "No other order waiting." : "No order waiting.", "muted"));
   const sound = el("button", collectSound ? "Sound on" : "Sound off", "link"); sound.id = "collect-sound";
   sound.onclick = () => { collectSound = !collectSound; localStorage.setItem("o2o-collect-sound", collectSound ? "on" : "off"); sound.textContent = collectSound ? "Sound on" : "Sound off"; };
   body.replaceChildren(arrivals, el("h3", "Ready for pickup"), waiting, sound);
