@@ -6,6 +6,8 @@ warnings, printed with their key paths, and the exit stays 0:
     a secret still holding the example's placeholder ("change-me")
     a reader's or alarm's serial port that does not exist here (it may be plugged in later: it is retried)
     a listen address that store devices cannot reach (loopback) or that this machine does not have
+    a TLS certificate, key or CA file that cannot be used here (`run` would exit 78; the daemon's user may
+    differ from the one checking, so this is a warning)
 """
 
 from __future__ import annotations
@@ -83,9 +85,28 @@ def _listen(path: str, listen: str, who: str) -> Iterator[ConfigProblem]:
                                           "the daemon would not start here")
 
 
+def _tls_files(config: Config) -> Iterator[ConfigProblem]:
+    from agent.startup import StartupError, mqtt_tls, server_tls
+
+    portal = config.wifi.portal
+    pairs = [("http.tls_cert", config.http.tls_cert, config.http.tls_key, "[http]")]
+    if portal is not None:
+        pairs.append(("wifi.portal.tls_cert", portal.tls_cert, portal.tls_key, "[wifi.portal]"))
+    for path, cert, key, where in pairs:
+        if cert is not None and key is not None:
+            try:
+                server_tls(cert, key, where)
+            except StartupError as exc:
+                yield ConfigProblem(path, f"{exc} (run would exit 78)")
+    try:
+        mqtt_tls(config)
+    except StartupError as exc:
+        yield ConfigProblem("mqtt.tls", f"{exc} (run would exit 78)")
+
+
 def warnings(config: Config) -> list[ConfigProblem]:
     """Every warning for a config that passed validation."""
-    found = [*_placeholders(config), *_ports(config)]
+    found = [*_placeholders(config), *_ports(config), *_tls_files(config)]
     found += _listen("http.listen", config.http.listen, "staff phones and self-checkout kiosks")
     portal = config.wifi.portal
     if portal is not None and portal.listen is not None:

@@ -90,7 +90,8 @@ def storage_directory(directory: Path) -> None:
         raise StartupError(EXIT_CANTCREAT, f"cannot write the storage directory {directory}: {_reason(exc)}") from exc
 
 
-def _mqtt_tls(config: Config) -> None:
+def mqtt_tls(config: Config) -> None:
+    """The [mqtt.tls] files load; StartupError (78) naming them if not."""
     tls = config.mqtt.tls
     if tls is None or not config.mqtt.enabled:
         return
@@ -112,4 +113,4 @@ def preflight(config: Config) -> None:
     portal = config.wifi.portal
     if portal is not None and portal.tls_cert is not None and portal.tls_key is not None:
         server_tls(portal.tls_cert, portal.tls_key, "[wifi.portal]")
-    _mqtt_tls(config)
+    mqtt_tls(config)

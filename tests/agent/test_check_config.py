@@ -96,3 +96,20 @@ def test_pushes_keep_their_json_numbers() -> None:
         parse_config({**doc, "version": "4"}, "config/set")
     with pytest.raises(ConfigError, match=r"rfid.readers\[0\].baudrate: input should be a valid integer"):
         parse_config({**doc, "rfid": {"readers": [{**doc["rfid"]["readers"][0], "baudrate": 115200.5}]}})
+
+
+def test_tls_files_that_cannot_be_used_are_named_before_run_refuses_them(tmp_path: Path) -> None:
+    """check-config said ok, then `run` exited 78 on the example's CA file that was not there."""
+    (tmp_path / "not-a-cert.pem").write_text("hello\n")
+    out = check(tmp_path, MINIMAL + f"""
+[http]
+tls_cert = "{tmp_path / 'not-a-cert.pem'}"
+tls_key = "{tmp_path / 'not-a-cert.pem'}"
+[mqtt.tls]
+ca_file = "{tmp_path / 'missing-ca.pem'}"
+""")
+    assert out.returncode == 0, out
+    text = out.stderr
+    assert f"warning: mqtt.tls: cannot use the [mqtt.tls] files ({tmp_path / 'missing-ca.pem'}): No such file" in text
+    assert "(run would exit 78)" in text
+    assert f"warning: http.tls_cert: cannot use the TLS certificate {tmp_path / 'not-a-cert.pem'}" in text
