@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file; print every problem with its key path "
                                                  "(exit 78 if invalid) and warnings (exit 0)")
     check.add_argument("path", type=Path)
-    hp = sub.add_parser("hash-password", help="print a [[http.users]] entry for a staff login (password on stdin)")
+    hp = sub.add_parser("hash-password", help="print a staff login for [http] users = [...] (password asked, or on "
+                                              "stdin)")
     hp.add_argument("user")
     hp.add_argument("role", choices=["staff", "admin"])
     from agent.ops.cli import add_arguments as add_ops_arguments
@@ -48,9 +49,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _hash_password(user: str, role: str) -> int:
     import getpass
+    import re
 
+    from agent.config_sections import ID_PATTERN
     from agent.web.auth import hash_password
 
+    if not re.fullmatch(ID_PATTERN, user):  # what [http] users accepts: refused here, not at the next start
+        print(f"hash-password: {user!r} cannot be a login name: letters, digits, '.', '_' and '-', at most 64",
+              file=sys.stderr)
+        return 2
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {user}: ")
         if password != getpass.getpass("again: "):
