@@ -122,6 +122,8 @@ class OutboxComponent(Component):
         st = self._stats
         _, ok, reason = self._health
         age = st.oldest_age_s if st is not None and ob.depth else None
+        if age is None and st is not None and st.depth == 0 and ob.depth:
+            age = 0.0  # all of it came after the last look (at most a second ago): not "unknown"
         return OutboxStatus(
             depth=ob.depth, bytes=ob.bytes, oldest_age_s=None if age is None else round(age, 1),
             dropped=ob.dropped, dropped_by_priority=dict(ob.dropped_by_priority), committed=ob.committed,

@@ -92,3 +92,14 @@ async def test_a_writer_that_dies_says_why(tmp_path: Path, start_agent, caplog: 
     await wait_for(lambda: "outbox: the writer stopped (RuntimeError: boom)" in caplog.text, 5)
     async with aiohttp.ClientSession() as http, http.get(f"{ra.base_url}/healthz") as r:
         assert r.status == 503 and (await r.json())["reason"] == "outbox writer stopped (RuntimeError: boom)"
+
+
+async def test_events_committed_since_the_last_look_have_an_age(tmp_path: Path, start_agent) -> None:  # type: ignore[no-untyped-def]
+    """The staff page showed "5 events waiting, oldest —" for up to a second after the outbox was empty."""
+    ra = await start_agent(make_config(tmp_path, mqtt={"enabled": False}))
+    comp = ra.agent["outbox"]
+    await wait_for(lambda: comp._stats is not None and comp._stats.depth == 0, 5)
+    ra.agent.hub.publish(Event("tag.seen", "r", {}))
+    await wait_for(lambda: ra.agent.outbox.depth == 1, 5)
+    status = comp.status()
+    assert status.depth == 1 and status.oldest_age_s is not None and status.oldest_age_s < 2
