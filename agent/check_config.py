@@ -86,22 +86,10 @@ def _listen(path: str, listen: str, who: str) -> Iterator[ConfigProblem]:
 
 
 def _tls_files(config: Config) -> Iterator[ConfigProblem]:
-    from agent.startup import StartupError, mqtt_tls, server_tls
+    from agent.startup import tls_problems
 
-    portal = config.wifi.portal
-    pairs = [("http.tls_cert", config.http.tls_cert, config.http.tls_key, "[http]")]
-    if portal is not None:
-        pairs.append(("wifi.portal.tls_cert", portal.tls_cert, portal.tls_key, "[wifi.portal]"))
-    for path, cert, key, where in pairs:
-        if cert is not None and key is not None:
-            try:
-                server_tls(cert, key, where)
-            except StartupError as exc:
-                yield ConfigProblem(path, f"{exc} (run would exit 78)")
-    try:
-        mqtt_tls(config)
-    except StartupError as exc:
-        yield ConfigProblem("mqtt.tls", f"{exc} (run would exit 78)")
+    for path, problem in tls_problems(config):
+        yield ConfigProblem(path, f"{problem} (run would exit 78)")
 
 
 def warnings(config: Config) -> list[ConfigProblem]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import ssl
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent.config import Config
@@ -29,7 +30,7 @@ from agent.errors import O2OEdgeError
 
 __all__ = [
     "EXIT_CANTCREAT", "EXIT_CONFIG", "EXIT_ERROR", "EXIT_LOCKED", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE",
-    "StartupError", "cannot_listen", "preflight", "server_tls", "storage_directory",
+    "StartupError", "cannot_listen", "preflight", "server_tls", "storage_directory", "tls_problems",
 ]
 
 EXIT_OK = 0
@@ -90,8 +91,7 @@ def storage_directory(directory: Path) -> None:
         raise StartupError(EXIT_CANTCREAT, f"cannot write the storage directory {directory}: {_reason(exc)}") from exc
 
 
-def mqtt_tls(config: Config) -> None:
-    """The [mqtt.tls] files load; StartupError (78) naming them if not."""
+def _mqtt_tls(config: Config) -> None:
     tls = config.mqtt.tls
     if tls is None or not config.mqtt.enabled:
         return
@@ -104,13 +104,27 @@ def mqtt_tls(config: Config) -> None:
         raise StartupError(EXIT_CONFIG, f"cannot use the [mqtt.tls] files ({files}): {_reason(exc)}") from exc
 
 
+def tls_problems(config: Config) -> Iterator[tuple[str, StartupError]]:
+    """Each TLS file set of the config that cannot be used, with its key path: `run` refuses the first (78),
+    check-config warns about each."""
+    portal = config.wifi.portal
+    pairs = [("http.tls_cert", config.http.tls_cert, config.http.tls_key, "[http]")]
+    if portal is not None:
+        pairs.append(("wifi.portal.tls_cert", portal.tls_cert, portal.tls_key, "[wifi.portal]"))
+    for path, cert, key, where in pairs:
+        if cert is not None and key is not None:
+            try:
+                server_tls(cert, key, where)
+            except StartupError as exc:
+                yield path, exc
+    try:
+        _mqtt_tls(config)
+    except StartupError as exc:
+        yield "mqtt.tls", exc
+
+
 def preflight(config: Config) -> None:
     """What can fail before anything starts: the storage directory, the TLS files. StartupError on the first."""
     storage_directory(config.storage.path.parent)
-    http = config.http
-    if http.tls_cert is not None and http.tls_key is not None:
-        server_tls(http.tls_cert, http.tls_key, "[http]")
-    portal = config.wifi.portal
-    if portal is not None and portal.tls_cert is not None and portal.tls_key is not None:
-        server_tls(portal.tls_cert, portal.tls_key, "[wifi.portal]")
-    mqtt_tls(config)
+    for _, problem in tls_problems(config):
+        raise problem
