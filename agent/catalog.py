@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from agent.config_sections import DocVersion
+from agent.documents import one_entry_each
 from agent.storage import SqliteWorker, storage_errors, transaction
 from drivers.rfid.epc import gtin_check_digit
 
@@ -92,15 +93,7 @@ class CatalogDoc(BaseModel):
     @classmethod
     def _one_entry_per_gtin(cls, products: list[Product]) -> list[Product]:
         """A GTIN written two ways ("12345670", "00000012345670") is one product: its two entries are a mistake."""
-        first: dict[str, int] = {}
-        twice = []
-        for i, p in enumerate(products):
-            j = first.setdefault(p.gtin, i)
-            if j != i:
-                twice.append(f"products[{i}] repeats products[{j}] (GTIN {p.gtin})")
-        if twice:
-            more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
-            raise ValueError(f"one entry per GTIN: {'; '.join(twice[:3])}{more}")
+        one_entry_each((p.gtin for p in products), "products", "GTIN", shown="GTIN ")
         return products
 
 

@@ -12,7 +12,7 @@ ignored without a report, so a broker restart re-applies nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -22,8 +22,8 @@ from agent.config_sections import MAX_VERSION
 from agent.errors import O2OEdgeError
 
 __all__ = [
-    "DocumentError", "Report", "applied", "claimed_version", "parse_document", "rejected", "take_versioned",
-    "validation_errors",
+    "DocumentError", "Report", "applied", "claimed_version", "one_entry_each", "parse_document", "rejected",
+    "take_versioned", "validation_errors",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,17 @@ class DocumentError(O2OEdgeError):
 
 def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [{"path": format_loc(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()[:MAX_REPORTED_ERRORS]]
+
+
+def one_entry_each(keys: Iterable[str], field: str, what: str, shown: str = "") -> None:
+    """ValueError naming the entries of `field` whose key an earlier one has ("products[2] repeats products[0]
+    (GTIN …)"), the first three and a count: a document listing one thing twice cannot say which it means."""
+    first: dict[str, int] = {}
+    twice = [f"{field}[{i}] repeats {field}[{first[k]}] ({shown}{k})"
+             for i, k in enumerate(keys) if first.setdefault(k, i) != i]
+    if twice:
+        more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
+        raise ValueError(f"one entry per {what}: {'; '.join(twice[:3])}{more}")
 
 
 def parse_document(model: type[M], payload: bytes, *, max_bytes: int) -> M:

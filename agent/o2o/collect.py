@@ -27,7 +27,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from agent.component import Context, Document, Reason, Rule
 from agent.components.catalog import Catalog
-from agent.documents import Report, validation_errors
+from agent.documents import Report, one_entry_each, validation_errors
 from agent.events import Event
 from agent.json_bytes import json_bytes
 from agent.o2o.collect_web import collect_routes
@@ -87,12 +87,7 @@ class CollectAdd(BaseModel):
         total = sum(len(o.items) for o in orders)
         if total > MAX_ITEMS_PER_MESSAGE:
             raise ValueError(f"{total:,} items in one message, at most {MAX_ITEMS_PER_MESSAGE:,}: split the orders")
-        first: dict[str, int] = {}
-        twice = [f"orders[{i}] repeats orders[{first[o.order_id]}] ({o.order_id})"
-                 for i, o in enumerate(orders) if first.setdefault(o.order_id, i) != i]
-        if twice:  # which of the two is meant cannot be told: neither is taken
-            more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
-            raise ValueError(f"one entry per order: {'; '.join(twice[:3])}{more}")
+        one_entry_each((o.order_id for o in orders), "orders", "order")  # neither of the two is taken
         return orders
 
 
@@ -180,7 +175,6 @@ class Collect(Rule):
         assert orders is not None
         self.orders = orders
         if self.ctx.demo and not self.orders:
-
             from agent.o2o.demo import DEMO_ORDERS
 
             await self.on_add(json_bytes(DEMO_ORDERS))
