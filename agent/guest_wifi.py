@@ -9,8 +9,9 @@ faskey is configured): openNDS must know it, it must be waiting
 sha256(token) = hid), its IP the query's and the HTTP peer's, its MAC the
 query's (levels 1-4). The guest is then authenticated by the token openNDS
 reported, and each token once: a replayed or forged query gets a refusal
-page, a counted and logged refusal, and no `ndsctl auth`. The MAC that is kept (with personalisation
-consent only) is the one openNDS reports, never one taken from the query.
+page, a counted and logged refusal, and no `ndsctl auth`. The MAC that is
+kept (with personalisation consent only) is the one openNDS reports, never
+one taken from the query.
 
 Without consent to personalisation the store knows a guest only as a MAC hashed
 with today's salt. Sessions end when they expire, are withdrawn or logged out;

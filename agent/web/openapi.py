@@ -28,6 +28,7 @@ _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
     Access.ADMIN: [{"bearer": []}, {"session": []}],
     Access.STATION: [{"station": []}, {"bearer": []}],
 }
+_LOCATION = {"Location": {"schema": {"type": "string"}}}  # a redirect's answer
 _DESCRIBED = {400: "Malformed request", 401: "Not logged in, or a wrong token", 403: "Not allowed (role, CSRF)",
               404: "Unknown, or not configured on this gateway", 405: "Method not allowed", 409: "Conflict",
               413: "Body too large", 429: "Too many requests", 503: "Unavailable"}
@@ -50,7 +51,7 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
     for r in routes:
         responses: dict[str, Any] = {}
         if r.success == 302:
-            responses["302"] = {"description": "Redirect", "headers": {"Location": {"schema": {"type": "string"}}}}
+            responses["302"] = {"description": "Redirect", "headers": _LOCATION}
         elif r.response is not None:
             responses["200"] = {"description": "OK", "content": {
                 "application/json": _ref(refs[(r.response, "serialization")])}}
@@ -59,8 +60,7 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
         logged_in = r.access in (Access.STAFF, Access.ADMIN)
         page = r.content_type == "text/html"
         if logged_in and page:  # a page sends whoever is not logged in to the login page
-            responses["302"] = {"description": "Not logged in: to /login",
-                                "headers": {"Location": {"schema": {"type": "string"}}}}
+            responses["302"] = {"description": "Not logged in: to /login", "headers": _LOCATION}
         changes = r.method != "GET"
         implied = {*((401,) if logged_in and not page else ()), *((403,) if r.access is Access.ADMIN or (
             logged_in and changes) else ())}  # 403: not an admin, or a session's CSRF token missing or wrong
